@@ -1,1 +1,8 @@
 //! CRD types, operator configuration and the rules shared by the webhook and the controller.
+//!
+//! Everything here is pure: no client, no I/O beyond what a caller hands in. The webhook and the
+//! controller call the same functions, so a rule is written once and both enforce it the same way.
+
+pub mod config;
+pub mod crd;
+pub mod patterns;

@@ -1,0 +1,69 @@
+//! The CRD manifests as installed: the derived schemas plus the few rules schemars cannot express.
+
+use super::{OperatorConfiguration, PostgresTeam, Postgresql};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+use serde_json::{Value, json};
+
+/// The `postgresql` CRD.
+///
+/// Adds the standby rule Zalando injects after generation, tightened to what its docs state:
+/// exactly one of `s3_wal_path`, `gs_wal_path` and `standby_host`.
+pub fn postgresql() -> CustomResourceDefinition {
+    edit(Postgresql::crd(), |schema| {
+        let standby = &mut schema["properties"]["spec"]["properties"]["standby"];
+        standby["oneOf"] = json!([
+            {"required": ["s3_wal_path"]},
+            {"required": ["gs_wal_path"]},
+            {"required": ["standby_host"]},
+        ]);
+    })
+}
+
+/// The `OperatorConfiguration` CRD.
+///
+/// Schema defaults are removed: the API server would otherwise store them into every object, and
+/// the operator could no longer tell an omitted option (which has Zalando's CRD-mode meaning) from
+/// one set on purpose. The operator applies its defaults when it reads the object.
+pub fn operator_configuration() -> CustomResourceDefinition {
+    edit(OperatorConfiguration::crd(), strip_defaults)
+}
+
+/// The `PostgresTeam` CRD.
+pub fn postgres_team() -> CustomResourceDefinition {
+    PostgresTeam::crd()
+}
+
+/// Every CRD with the file name it is committed under in `crds/`.
+pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
+    vec![
+        ("postgresql.yaml", postgresql()),
+        ("operatorconfiguration.yaml", operator_configuration()),
+        ("postgresteam.yaml", postgres_team()),
+    ]
+}
+
+/// The YAML committed in `crds/` for a CRD.
+pub fn to_yaml(crd: &CustomResourceDefinition) -> String {
+    let body = serde_yaml::to_string(crd).expect("a CRD always serializes");
+    format!(
+        "# Generated from the Rust types in common/src/crd by `make crds`; do not edit.\n{body}"
+    )
+}
+
+fn edit(crd: CustomResourceDefinition, f: impl FnOnce(&mut Value)) -> CustomResourceDefinition {
+    let mut value = serde_json::to_value(crd).expect("a CRD always serializes");
+    f(&mut value["spec"]["versions"][0]["schema"]["openAPIV3Schema"]);
+    serde_json::from_value(value).expect("the edited CRD keeps its shape")
+}
+
+fn strip_defaults(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            map.remove("default");
+            map.values_mut().for_each(strip_defaults);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_defaults),
+        _ => {}
+    }
+}
