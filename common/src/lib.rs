@@ -5,4 +5,7 @@
 
 pub mod config;
 pub mod crd;
+pub mod labels;
+pub mod naming;
 pub mod patterns;
+pub mod rules;

@@ -256,6 +256,15 @@ pub fn validate(c: &Config) -> Result<(), Vec<ConfigProblem>> {
         || !k.secret_name_template.contains("{cluster}")
     {
         v.fail("secret_name_template", &k.secret_name_template, "must contain {username} and {cluster} so every user of every cluster gets its own secret");
+    } else if let Some(unknown) = unknown_placeholder(&k.secret_name_template) {
+        v.fail(
+            "secret_name_template",
+            &k.secret_name_template,
+            format!(
+                "unknown placeholder {unknown}; only {} are substituted",
+                crate::naming::SECRET_TEMPLATE_PLACEHOLDERS.join(", ")
+            ),
+        );
     }
     if !k.pdb_name_format.contains("{cluster}") {
         v.fail(
@@ -314,6 +323,20 @@ pub fn validate(c: &Config) -> Result<(), Vec<ConfigProblem>> {
         }
     }
     v.finish()
+}
+
+/// The first `{...}` in a template that is not one of the secret name placeholders.
+fn unknown_placeholder(template: &str) -> Option<&str> {
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let end = start + rest[start..].find('}')? + 1;
+        let candidate = &rest[start..end];
+        if !crate::naming::SECRET_TEMPLATE_PLACEHOLDERS.contains(&candidate) {
+            return Some(candidate);
+        }
+        rest = &rest[end..];
+    }
+    None
 }
 
 #[derive(Default)]
@@ -449,6 +472,12 @@ mod tests {
             (
                 "secret_name_template",
                 Box::new(|c| c.kubernetes.secret_name_template = "{cluster}.credentials".into()),
+            ),
+            (
+                "secret_name_template",
+                Box::new(|c| {
+                    c.kubernetes.secret_name_template = "{namespace}.{username}.{cluster}".into()
+                }),
             ),
             (
                 "pdb_name_format",
