@@ -56,6 +56,14 @@ pub fn parse_map(value: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(map)
 }
 
+/// The inverse of [`parse_map`] for messages: `k1:v1,k2:v2`.
+pub fn render_map(map: &BTreeMap<String, String>) -> String {
+    map.iter()
+        .map(|(k, v)| format!("{k}:{v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn split_outside_quotes(value: &str, separator: char) -> Result<Vec<String>, String> {
     let mut parts = vec![String::new()];
     let mut quote: Option<char> = None;

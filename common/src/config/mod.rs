@@ -213,3 +213,112 @@ impl Config {
         encoding::parse_duration(&self.repair_period).unwrap_or(Duration::from_secs(5 * 60))
     }
 }
+
+/// The fields a `toleration` map may have.
+const TOLERATION_FIELDS: &[&str] = &["key", "operator", "value", "effect"];
+
+/// The single toleration of the configuration as a field map.
+///
+/// Besides the plain map, this accepts the form the administrator guide shows for the
+/// OperatorConfiguration, where the ConfigMap encoding sits under an arbitrary key
+/// (`toleration: {postgres: "key:postgres,operator:Exists,effect:NoSchedule"}`).
+pub fn effective_toleration(
+    toleration: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, String> {
+    let known =
+        |m: &BTreeMap<String, String>| m.keys().all(|k| TOLERATION_FIELDS.contains(&k.as_str()));
+    if known(toleration) {
+        return Ok(toleration.clone());
+    }
+    if let [(_, encoded)] = toleration.iter().collect::<Vec<_>>().as_slice()
+        && let Ok(inner) = encoding::parse_map(encoded)
+        && !inner.is_empty()
+        && known(&inner)
+    {
+        return Ok(inner);
+    }
+    Err("expected only the fields key, operator, value and effect".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn toleration_forms() {
+        let plain = map(&[
+            ("key", "postgres"),
+            ("operator", "Exists"),
+            ("effect", "NoSchedule"),
+        ]);
+        assert_eq!(effective_toleration(&plain), Ok(plain.clone()));
+        let nested = map(&[("postgres", "key:postgres,operator:Exists,effect:NoSchedule")]);
+        assert_eq!(effective_toleration(&nested), Ok(plain));
+        assert!(effective_toleration(&map(&[("postgres", "x"), ("other", "y")])).is_err());
+        assert!(effective_toleration(&map(&[("postgres", "tolerationSeconds:5")])).is_err());
+    }
+
+    #[test]
+    fn crd_mode_omitted_options_follow_zalando() {
+        let object = json!({"apiVersion": "acid.zalan.do/v1", "kind": "OperatorConfiguration", "configuration": {"workers": 2}});
+        let loaded = load(Input::OperatorConfiguration(&object)).unwrap();
+        assert_eq!(loaded.config.workers, 2);
+        assert!(!loaded.config.load_balancer.enable_master_load_balancer);
+        assert!(!loaded.config.teams_api.enable_teams_api);
+        assert_eq!(loaded.config.docker_image, Config::default().docker_image);
+
+        let explicit = json!({"configuration": {"load_balancer": {"enable_master_load_balancer": true}, "teams_api": {"enable_teams_api": true}}});
+        let loaded = load(Input::OperatorConfiguration(&explicit)).unwrap();
+        assert!(loaded.config.load_balancer.enable_master_load_balancer);
+        assert!(loaded.config.teams_api.enable_teams_api);
+
+        // ConfigMap mode keeps the code defaults.
+        let loaded = load(Input::ConfigMap(&BTreeMap::new())).unwrap();
+        assert!(loaded.config.load_balancer.enable_master_load_balancer);
+        assert_eq!(load(Input::Defaults).unwrap().config, Config::default());
+    }
+
+    #[test]
+    fn crd_type_errors_name_the_path() {
+        let object = json!({"configuration": {"kubernetes": {"enable_sidecars": "yes"}}});
+        let err = load(Input::OperatorConfiguration(&object)).unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert_eq!(err.0[0].key, "kubernetes.enable_sidecars");
+        assert_eq!(err.0[0].value, "yes");
+        assert!(
+            err.0[0].expected.contains("expected a boolean"),
+            "{}",
+            err.0[0].expected
+        );
+        assert!(err.to_string().starts_with(
+            "invalid operator configuration:\n  - kubernetes.enable_sidecars: \"yes\" is invalid"
+        ));
+    }
+
+    #[test]
+    fn validation_runs_after_either_form() {
+        let object = json!({"configuration": {"min_instances": 4, "max_instances": 2}});
+        let err = load(Input::OperatorConfiguration(&object)).unwrap_err();
+        assert_eq!(err.0[0].key, "min_instances");
+        let data = map(&[
+            ("min_instances", "4"),
+            ("max_instances", "2"),
+            ("sidecar_docker_images", "a:b"),
+        ]);
+        assert_eq!(
+            load(Input::ConfigMap(&data)).unwrap_err().0[0].key,
+            "min_instances"
+        );
+        let data = map(&[("sidecar_docker_images", "a:b")]);
+        let loaded = load(Input::ConfigMap(&data)).unwrap();
+        assert_eq!(loaded.warnings[0].key, "sidecar_docker_images");
+    }
+}

@@ -243,14 +243,12 @@ pub fn validate(c: &Config) -> Result<(), Vec<ConfigProblem>> {
             );
         }
     }
-    for key in k.toleration.keys() {
-        if !["key", "operator", "value", "effect"].contains(&key.as_str()) {
-            v.fail(
-                "toleration",
-                key,
-                "expected only the fields key, operator, value and effect",
-            );
-        }
+    if let Err(expected) = super::effective_toleration(&k.toleration) {
+        v.fail(
+            "toleration",
+            super::encoding::render_map(&k.toleration),
+            expected,
+        );
     }
     if !k.secret_name_template.contains("{username}")
         || !k.secret_name_template.contains("{cluster}")
