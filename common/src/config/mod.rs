@@ -5,6 +5,7 @@
 
 pub mod configmap;
 pub mod encoding;
+pub mod fetch;
 pub mod source;
 mod validate;
 

@@ -420,7 +420,8 @@ mod tests {
 
     #[test]
     fn table_of_single_problems() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Config)>)> = vec![
+        type Edit = Box<dyn Fn(&mut Config)>;
+        let cases: Vec<(&str, Edit)> = vec![
             ("min_instances", Box::new(|c| c.min_instances = -2)),
             (
                 "connection_pooler_number_of_instances",
