@@ -8,4 +8,5 @@ pub mod crd;
 pub mod labels;
 pub mod naming;
 pub mod patterns;
+pub mod quantity;
 pub mod rules;

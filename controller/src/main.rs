@@ -16,16 +16,10 @@ struct Args {
     print_config: bool,
 }
 
-const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let namespace = args
-        .operator_namespace
-        .or_else(|| std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE).ok())
-        .map(|ns| ns.trim().to_string())
-        .unwrap_or_else(|| "default".to_string());
+    let namespace = common::config::source::operator_namespace(args.operator_namespace);
     let env = Environment::from_lookup(|k| std::env::var(k).ok(), namespace);
     let source = ConfigSource::select(&env).map_err(anyhow::Error::msg)?;
     println!(

@@ -1,47 +1,10 @@
-//! The webhook binary. For now it loads and prints its configuration; admission arrives
-//! with the webhook issue.
+//! Admission webhook for `postgresql` objects; see the crate documentation.
 
 use clap::Parser;
-use common::config::{ConfigSource, Environment, WatchScope, fetch::fetch};
-
-/// Kubernetes operator for PostgreSQL (Zalando-compatible): the admission webhook.
-#[derive(Parser, Debug)]
-#[command(version, about)]
-struct Args {
-    /// Namespace the operator runs in (defaults to the service account's namespace).
-    #[arg(long, env = "OPERATOR_NAMESPACE")]
-    operator_namespace: Option<String>,
-    /// Print the effective configuration as YAML and exit.
-    #[arg(long)]
-    print_config: bool,
-}
-
-const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let namespace = args
-        .operator_namespace
-        .or_else(|| std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE).ok())
-        .map(|ns| ns.trim().to_string())
-        .unwrap_or_else(|| "default".to_string());
-    let env = Environment::from_lookup(|k| std::env::var(k).ok(), namespace);
-    let source = ConfigSource::select(&env).map_err(anyhow::Error::msg)?;
-    println!(
-        "webhook {} (configuration: {source:?})",
-        env!("CARGO_PKG_VERSION")
-    );
-    let loaded = match source {
-        ConfigSource::Defaults => common::config::load(common::config::Input::Defaults)?,
-        _ => fetch(&kube::Client::try_default().await?, &source).await?,
-    };
-    for warning in &loaded.warnings {
-        eprintln!("warning: {warning}");
-    }
-    println!("watching: {:?}", WatchScope::resolve(&env, &loaded.config));
-    if args.print_config {
-        print!("{}", serde_yaml::to_string(&loaded.config)?);
-    }
-    Ok(())
+    let args = webhook::Args::parse();
+    webhook::app::init_logging(args.json_logs);
+    webhook::app::run(args).await
 }

@@ -8,6 +8,7 @@ pub mod encoding;
 pub mod fetch;
 pub mod source;
 mod validate;
+pub mod watch;
 
 pub use crate::crd::operator_configuration::Config;
 pub use source::{ConfigSource, Environment, WatchScope};

@@ -38,6 +38,20 @@ impl Environment {
     }
 }
 
+/// Where a pod finds its own namespace.
+pub const SERVICE_ACCOUNT_NAMESPACE_FILE: &str =
+    "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+/// The operator namespace: the explicit value (`OPERATOR_NAMESPACE`), else the service account's
+/// namespace file, else `default` (running outside a cluster).
+pub fn operator_namespace(explicit: Option<String>) -> String {
+    explicit
+        .filter(|ns| !ns.trim().is_empty())
+        .or_else(|| std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE_FILE).ok())
+        .map(|ns| ns.trim().to_string())
+        .unwrap_or_else(|| "default".to_string())
+}
+
 /// The configuration object to read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConfigSource {

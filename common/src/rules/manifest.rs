@@ -1,0 +1,428 @@
+//! The manifest rules Zalando applies in scattered places (CRD schema, unmarshalling, cluster
+//! init), gathered as one check. Zalando skips a bad user or database with a log line; here each
+//! is a violation naming the field, so the user learns at `kubectl apply` time.
+
+use super::Verdict;
+use crate::config::Config;
+use crate::crd::Postgresql;
+use crate::crd::postgresql::{Resources, StandbyDescription};
+use crate::crd::schema::USER_FLAGS;
+use crate::patterns::{
+    CRON_RE, DATABASE_NAME_RE, DNS1035_LABEL_RE, MAINTENANCE_WINDOW_RE, TIMESTAMP_WITH_OFFSET_RE,
+    USER_NAME_RE, UUID_RE,
+};
+use crate::quantity;
+
+/// Longest cluster name: the replica service `<cluster>-repl` must stay a 63-character DNS label.
+pub const MAX_CLUSTER_NAME_LENGTH: usize = 63 - "-repl".len();
+
+/// Checks every manifest rule that needs no other object.
+pub fn check_manifest(config: &Config, pg: &Postgresql) -> Verdict {
+    let mut v = Verdict::default();
+    cluster_name(config, pg, &mut v);
+    users(config, pg, &mut v);
+    databases(pg, &mut v);
+    maintenance_windows(pg, &mut v);
+    clone_and_standby(pg, &mut v);
+    containers(config, pg, &mut v);
+    resources(pg, &mut v);
+    v
+}
+
+fn cluster_name(config: &Config, pg: &Postgresql, v: &mut Verdict) {
+    let name = pg.cluster_name();
+    if name.len() > MAX_CLUSTER_NAME_LENGTH {
+        v.deny(
+            "cluster-name",
+            "metadata.name",
+            format!(
+                "{name:?} is {} characters long; at most {MAX_CLUSTER_NAME_LENGTH} fit, so that the replica service {name}-repl stays a valid DNS name",
+                name.len()
+            ),
+        );
+    }
+    if !DNS1035_LABEL_RE.is_match(name) {
+        v.deny(
+            "cluster-name",
+            "metadata.name",
+            format!("{name:?} must consist of lower-case letters, digits and '-', start with a letter and end with a letter or digit"),
+        );
+    }
+    if config.enable_team_id_clustername_prefix {
+        let team = &pg.spec.team_id;
+        let prefix = format!("{}-", team.to_lowercase());
+        if team.is_empty() {
+            v.deny(
+                "team-prefix",
+                "spec.teamId",
+                "must be set because enable_team_id_clustername_prefix is on",
+            );
+        } else if name.len() < team.len() + 2 || !name.to_lowercase().starts_with(&prefix) {
+            v.deny(
+                "team-prefix",
+                "metadata.name",
+                format!("{name:?} must start with the team id and a dash ({prefix}...) because enable_team_id_clustername_prefix is on"),
+            );
+        }
+    }
+}
+
+fn users(config: &Config, pg: &Postgresql, v: &mut Verdict) {
+    let protected = &config.teams_api.protected_role_names;
+    let system = [
+        &config.users.super_username,
+        &config.users.replication_username,
+    ];
+    for (user, flags) in pg.spec.users.iter().flatten() {
+        let field = format!("spec.users.{user}");
+        if !USER_NAME_RE.is_match(user) {
+            v.deny(
+                "user-name",
+                &field,
+                format!("{user:?} is not a valid role name: use lower-case letters, digits, '-' and '_', starting and ending with a letter or digit (namespace.user for a cross-namespace secret)"),
+            );
+        }
+        if protected.iter().any(|p| p == user) {
+            v.deny(
+                "user-name",
+                &field,
+                format!(
+                    "{user:?} is a protected role name (protected_role_names); choose another name"
+                ),
+            );
+        }
+        if system.contains(&user) {
+            v.deny(
+                "user-name",
+                &field,
+                format!(
+                    "{user:?} is a system role the operator manages itself; choose another name"
+                ),
+            );
+        }
+        let flags: Vec<String> = flags.iter().flatten().map(|f| f.to_lowercase()).collect();
+        for flag in &flags {
+            if !USER_FLAGS.contains(&flag.as_str()) {
+                v.deny(
+                    "user-flags",
+                    &field,
+                    format!("unknown flag {flag:?}; allowed: {}", USER_FLAGS.join(", ")),
+                );
+            }
+        }
+        for flag in &flags {
+            if let Some(positive) = flag.strip_prefix("no")
+                && flags.iter().any(|f| f == positive)
+            {
+                v.deny(
+                    "user-flags",
+                    &field,
+                    format!("flags {positive} and {flag} contradict each other; keep one"),
+                );
+            }
+        }
+    }
+    if let Some(pooler) = &pg.spec.connection_pooler
+        && let Some(user) = &pooler.user
+        && (system.contains(&user) || protected.contains(user))
+    {
+        v.deny(
+            "pooler-user",
+            "spec.connectionPooler.user",
+            format!("{user:?} is a system or protected role; the pooler needs a role of its own such as {:?}", config.connection_pooler.connection_pooler_user),
+        );
+    }
+}
+
+fn databases(pg: &Postgresql, v: &mut Verdict) {
+    let declared = pg.spec.users.as_ref();
+    for (db, owner) in pg.spec.databases.iter().flatten() {
+        let field = format!("spec.databases.{db}");
+        if !DATABASE_NAME_RE.is_match(db) {
+            v.deny("database-name", &field, format!("{db:?} is not a valid database name: use letters, digits and '_', not starting with a digit"));
+        }
+        if !declared.is_some_and(|users| users.contains_key(owner)) {
+            v.deny("database-owner", &field, format!("owner {owner:?} is not declared under spec.users; add it there or choose a declared role"));
+        }
+    }
+    for (db, prepared) in pg.spec.prepared_databases.iter().flatten() {
+        let field = format!("spec.preparedDatabases.{db}");
+        if !DATABASE_NAME_RE.is_match(db) {
+            v.deny("database-name", &field, format!("{db:?} is not a valid database name: use letters, digits and '_', not starting with a digit"));
+        }
+        for schema in prepared
+            .schemas
+            .iter()
+            .flatten()
+            .map(|(s, _)| s)
+            .chain(prepared.extensions.iter().flatten().map(|(_, s)| s))
+        {
+            if !DATABASE_NAME_RE.is_match(schema) {
+                v.deny("schema-name", &field, format!("{schema:?} is not a valid schema name: use letters, digits and '_', not starting with a digit"));
+            }
+        }
+    }
+}
+
+fn maintenance_windows(pg: &Postgresql, v: &mut Verdict) {
+    for (i, window) in pg.spec.maintenance_windows.iter().flatten().enumerate() {
+        let field = format!("spec.maintenanceWindows[{i}]");
+        if !MAINTENANCE_WINDOW_RE.is_match(window) {
+            v.deny(
+                "maintenance-window",
+                field,
+                format!(
+                    "{window:?} must be HH:MM-HH:MM or Ddd:HH:MM-HH:MM with Ddd one of Mon..Sun"
+                ),
+            );
+            continue;
+        }
+        let minutes = |hhmm: &str| -> u32 {
+            let mut parts = hhmm.rsplitn(3, ':');
+            let mm: u32 = parts.next().and_then(|m| m.parse().ok()).unwrap_or(0);
+            let hh: u32 = parts.next().and_then(|h| h.parse().ok()).unwrap_or(0);
+            hh * 60 + mm
+        };
+        if let Some((start, end)) = window.trim().split_once('-')
+            && minutes(end) < minutes(start)
+        {
+            v.deny(
+                "maintenance-window",
+                field,
+                format!("{window:?} ends before it starts"),
+            );
+        }
+    }
+    if let Some(schedule) = &pg.spec.logical_backup_schedule
+        && !CRON_RE.is_match(schedule)
+    {
+        v.deny(
+            "logical-backup-schedule",
+            "spec.logicalBackupSchedule",
+            format!("{schedule:?} must be a five-field cron schedule such as \"30 00 * * *\""),
+        );
+    }
+}
+
+fn clone_and_standby(pg: &Postgresql, v: &mut Verdict) {
+    if let Some(clone) = &pg.spec.clone {
+        if clone.timestamp.is_none()
+            && (!DNS1035_LABEL_RE.is_match(&clone.cluster) || clone.cluster.len() > 63)
+        {
+            v.deny(
+                "clone",
+                "spec.clone.cluster",
+                format!(
+                    "{:?} is not a valid cluster name to take a basebackup from",
+                    clone.cluster
+                ),
+            );
+        }
+        if let Some(uid) = &clone.uid
+            && !UUID_RE.is_match(uid)
+        {
+            v.deny(
+                "clone",
+                "spec.clone.uid",
+                format!("{uid:?} must be the source cluster's UID (a UUID)"),
+            );
+        }
+        if let Some(ts) = &clone.timestamp
+            && !TIMESTAMP_WITH_OFFSET_RE.is_match(ts)
+        {
+            v.deny(
+                "clone",
+                "spec.clone.timestamp",
+                format!(
+                    "{ts:?} must be RFC 3339 with a numeric offset, e.g. 2026-08-31T12:00:00+02:00"
+                ),
+            );
+        }
+    }
+    if let Some(standby) = &pg.spec.standby {
+        let StandbyDescription {
+            s3_wal_path,
+            gs_wal_path,
+            standby_host,
+            ..
+        } = standby;
+        let sources = [s3_wal_path, gs_wal_path, standby_host]
+            .iter()
+            .filter(|s| s.as_deref().is_some_and(|s| !s.is_empty()))
+            .count();
+        if sources != 1 {
+            v.deny("standby", "spec.standby", format!("exactly one of s3_wal_path, gs_wal_path and standby_host must be set, found {sources}"));
+        }
+    }
+}
+
+fn containers(config: &Config, pg: &Postgresql, v: &mut Verdict) {
+    let sidecars = pg.spec.sidecars.as_deref().unwrap_or_default();
+    if !sidecars.is_empty() && !config.kubernetes.enable_sidecars {
+        v.deny(
+            "sidecars",
+            "spec.sidecars",
+            "sidecars are disabled in the operator configuration (enable_sidecars: false)",
+        );
+    }
+    for (i, sidecar) in sidecars.iter().enumerate() {
+        for (what, value) in [("name", &sidecar.name), ("image", &sidecar.image)] {
+            if value.as_deref().is_none_or(str::is_empty) {
+                v.deny(
+                    "sidecars",
+                    format!("spec.sidecars[{i}].{what}"),
+                    format!("every sidecar needs a {what}"),
+                );
+            }
+        }
+    }
+    for (field, list) in [
+        ("spec.initContainers", &pg.spec.init_containers),
+        ("spec.init_containers", &pg.spec.init_containers_old),
+    ] {
+        let list = list.as_deref().unwrap_or_default();
+        if !list.is_empty() && !config.kubernetes.enable_init_containers {
+            v.deny("init-containers", field, "init containers are disabled in the operator configuration (enable_init_containers: false)");
+        }
+        for (i, container) in list.iter().enumerate() {
+            if container.name.is_empty() {
+                v.deny(
+                    "init-containers",
+                    format!("{field}[{i}].name"),
+                    "every init container needs a name",
+                );
+            }
+            if container.image.as_deref().is_none_or(str::is_empty) {
+                v.deny(
+                    "init-containers",
+                    format!("{field}[{i}].image"),
+                    "every init container needs an image",
+                );
+            }
+        }
+    }
+}
+
+fn resources(pg: &Postgresql, v: &mut Verdict) {
+    if quantity::bytes(&pg.spec.volume.size).is_none() {
+        v.deny(
+            "quantity",
+            "spec.volume.size",
+            format!(
+                "{:?} is not a storage quantity such as 10Gi",
+                pg.spec.volume.size
+            ),
+        );
+    }
+    let mut sets: Vec<(String, &Resources)> = Vec::new();
+    if let Some(r) = &pg.spec.resources {
+        sets.push(("spec.resources".into(), r));
+    }
+    if let Some(r) = pg
+        .spec
+        .connection_pooler
+        .as_ref()
+        .and_then(|p| p.resources.as_ref())
+    {
+        sets.push(("spec.connectionPooler.resources".into(), r));
+    }
+    for (i, sidecar) in pg.spec.sidecars.iter().flatten().enumerate() {
+        if let Some(r) = &sidecar.resources {
+            sets.push((format!("spec.sidecars[{i}].resources"), r));
+        }
+    }
+    for (path, r) in sets {
+        let (req, lim) = (
+            r.requests.clone().unwrap_or_default(),
+            r.limits.clone().unwrap_or_default(),
+        );
+        let pairs = [
+            Quantities {
+                name: "cpu",
+                request: &req.cpu,
+                limit: &lim.cpu,
+                parse: quantity::cpu_cores,
+                what: "a CPU quantity such as 100m or 1",
+            },
+            Quantities {
+                name: "memory",
+                request: &req.memory,
+                limit: &lim.memory,
+                parse: quantity::bytes,
+                what: "a memory quantity such as 100Mi",
+            },
+            Quantities {
+                name: "hugepages-2Mi",
+                request: &req.hugepages_2mi,
+                limit: &lim.hugepages_2mi,
+                parse: quantity::bytes,
+                what: "a memory quantity",
+            },
+            Quantities {
+                name: "hugepages-1Gi",
+                request: &req.hugepages_1gi,
+                limit: &lim.hugepages_1gi,
+                parse: quantity::bytes,
+                what: "a memory quantity",
+            },
+        ];
+        for Quantities {
+            name,
+            request,
+            limit,
+            parse,
+            what,
+        } in pairs
+        {
+            let mut parsed = [None, None];
+            for (slot, (kind, value)) in [("requests", request), ("limits", limit)]
+                .into_iter()
+                .enumerate()
+            {
+                if let Some(value) = value.as_deref().filter(|s| !s.is_empty()) {
+                    parsed[slot] = parse(value);
+                    if parsed[slot].is_none() {
+                        v.deny(
+                            "quantity",
+                            format!("{path}.{kind}.{name}"),
+                            format!("{value:?} is not {what}"),
+                        );
+                    }
+                }
+            }
+            if let [Some(request), Some(limit)] = parsed
+                && limit > 0.0
+                && request > limit
+            {
+                v.deny(
+                    "requests-limits",
+                    format!("{path}.requests.{name}"),
+                    format!(
+                        "request {:?} exceeds limit {:?}; lower the request or raise the limit",
+                        request_text(&req, name),
+                        request_text(&lim, name)
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// One resource's request and limit with how to parse and describe them.
+struct Quantities<'a> {
+    name: &'static str,
+    request: &'a Option<String>,
+    limit: &'a Option<String>,
+    parse: fn(&str) -> Option<f64>,
+    what: &'static str,
+}
+
+fn request_text(set: &crate::crd::postgresql::ResourceDescription, name: &str) -> String {
+    match name {
+        "cpu" => set.cpu.clone(),
+        "memory" => set.memory.clone(),
+        "hugepages-2Mi" => set.hugepages_2mi.clone(),
+        _ => set.hugepages_1gi.clone(),
+    }
+    .unwrap_or_default()
+}

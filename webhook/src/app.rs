@@ -1,0 +1,123 @@
+//! Wiring: configuration, certificates, servers, background tasks and shutdown.
+
+use crate::args::Args;
+use crate::metrics::Metrics;
+use crate::state::State;
+use crate::tls::{self, ReloadingCert};
+use arc_swap::ArcSwap;
+use common::config::{self, ConfigSource, Environment, Input};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Runs the webhook until SIGTERM or Ctrl-C.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let namespace = config::source::operator_namespace(args.operator_namespace.clone());
+    let env = Environment::from_lookup(|k| std::env::var(k).ok(), namespace);
+    let source = ConfigSource::select(&env).map_err(anyhow::Error::msg)?;
+    let client = match kube::Client::try_default().await {
+        Ok(client) => Some(client),
+        Err(error) if source == ConfigSource::Defaults => {
+            tracing::warn!(%error, "no Kubernetes client: clone sources cannot be looked up");
+            None
+        }
+        Err(error) => {
+            anyhow::bail!("cannot reach the Kubernetes API to read the configuration: {error}")
+        }
+    };
+    if args.print_config {
+        let loaded = match &client {
+            Some(client) => config::fetch::fetch(client, &source).await?,
+            None => config::load(Input::Defaults)?,
+        };
+        print!("{}", serde_yaml::to_string(&loaded.config)?);
+        return Ok(());
+    }
+
+    let certs = ReloadingCert::load(&args.tls_cert, &args.tls_key)?;
+    let state = Arc::new(State {
+        config: ArcSwap::from_pointee(config::load(Input::Defaults)?),
+        config_loaded: AtomicBool::new(false),
+        controller_id: env.controller_id().to_string(),
+        certs: certs.clone(),
+        metrics: Metrics::default(),
+        client: client.clone(),
+        max_body_bytes: args.max_body_bytes,
+        request_timeout: Duration::from_secs(args.request_timeout_seconds),
+    });
+    tracing::info!(?source, controller_id = %state.controller_id, "starting");
+
+    let mut background = tokio::task::JoinSet::new();
+    match client {
+        Some(client) => {
+            background.spawn(crate::config_watch::follow(client, source, state.clone()));
+        }
+        None => state
+            .config_loaded
+            .store(true, std::sync::atomic::Ordering::Release),
+    }
+    background.spawn(
+        certs
+            .clone()
+            .watch(Duration::from_secs(args.cert_reload_seconds.max(1))),
+    );
+
+    let admission = TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let admin = TcpListener::bind(args.admin_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.admin_listen))?;
+    tracing::info!(admission = %admission.local_addr()?, admin = %admin.local_addr()?, "listening");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let servers = tokio::spawn({
+        let (state, tls) = (state.clone(), tls::server_config(certs));
+        let (a, b) = (stopped(stop_rx.clone()), stopped(stop_rx));
+        async move {
+            tokio::join!(
+                crate::server::serve_admission(admission, state.clone(), tls, a),
+                crate::server::serve_admin(admin, state, b),
+            )
+        }
+    });
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining connections");
+    let _ = stop_tx.send(true);
+    let _ = servers.await;
+    background.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler succeeds");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Installs the log subscriber: JSON lines or compact text, filtered by `RUST_LOG` (default info).
+pub fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.compact().init();
+    }
+}

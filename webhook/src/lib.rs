@@ -1,0 +1,15 @@
+//! The admission webhook for `postgresql` objects.
+//!
+//! HTTP, TLS and configuration plumbing live here; every decision is made by
+//! `common::rules::admission`, the same functions the controller uses.
+
+pub mod app;
+pub mod args;
+pub mod config_watch;
+pub mod metrics;
+pub mod review;
+pub mod server;
+pub mod state;
+pub mod tls;
+
+pub use args::Args;

@@ -1,0 +1,259 @@
+//! The HTTPS admission server and the plain-HTTP admin server.
+
+use crate::review::{self, Endpoint, Inputs};
+use crate::state::State;
+use bytes::Bytes;
+use common::crd::Postgresql;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode, header};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use kube::Api;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// Time a client gets to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the clone-source lookup may take; the API server gives the whole call at most 5 s.
+const LOOKUP_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long open connections get to finish after shutdown starts.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Body = Full<Bytes>;
+
+fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Full::new(body.into()))
+        .expect("static response parts are valid")
+}
+
+fn text(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    reply(status, "text/plain; charset=utf-8", message.into())
+}
+
+fn builder(request_timeout: Duration) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(request_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    builder
+}
+
+/// Serves `/mutate` and `/validate` over TLS until `shutdown` completes, then drains.
+pub async fn serve_admission(
+    listener: TcpListener,
+    state: Arc<State>,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let builder = builder(state.request_timeout);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let (acceptor, builder, state) = (acceptor.clone(), builder.clone(), state.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
+                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+            };
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(route_admission(&state, req).await) }
+            });
+            let connection = builder
+                .serve_connection(TokioIo::new(tls), service)
+                .into_owned();
+            if let Err(error) = watcher.watch(connection).await {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        });
+    }
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the drain timeout");
+    }
+}
+
+async fn route_admission(state: &State, req: Request<Incoming>) -> Response<Body> {
+    let endpoint = match req.uri().path() {
+        "/mutate" => Endpoint::Mutate,
+        "/validate" => Endpoint::Validate,
+        other => {
+            return text(
+                StatusCode::NOT_FOUND,
+                format!("no such endpoint {other}; use /mutate or /validate"),
+            );
+        }
+    };
+    if req.method() != Method::POST {
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "admission reviews are sent with POST",
+        );
+    }
+    let started = Instant::now();
+    let limited = Limited::new(req.into_body(), state.max_body_bytes);
+    let body = match tokio::time::timeout(state.request_timeout, limited.collect()).await {
+        Err(_) => {
+            return text(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time",
+            );
+        }
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the request body exceeds the limit of {} bytes",
+                    state.max_body_bytes
+                ),
+            );
+        }
+        Ok(Err(error)) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the request body: {error}"),
+            );
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
+    let (response, labels) = match review::parse(&body) {
+        Err(bad) => {
+            state.metrics.observe(
+                crate::metrics::ReviewLabels {
+                    operation: "invalid".into(),
+                    rule: "none".into(),
+                    outcome: "error".into(),
+                },
+                started.elapsed(),
+            );
+            return text(StatusCode::BAD_REQUEST, bad.to_string());
+        }
+        Ok(Err(denied)) => (
+            denied,
+            crate::metrics::ReviewLabels {
+                operation: "invalid".into(),
+                rule: "schema".into(),
+                outcome: "denied".into(),
+            },
+        ),
+        Ok(Ok(parsed)) => {
+            let clone_version = match (endpoint, review::clone_source(&parsed)) {
+                (Endpoint::Validate, Some((namespace, name))) => {
+                    lookup_version(state, &namespace, &name).await
+                }
+                _ => None,
+            };
+            let loaded = state.config.load();
+            let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+            let inputs = Inputs {
+                config: &loaded.config,
+                controller_id: &state.controller_id,
+                today: &today,
+                clone_source_version: clone_version.as_deref(),
+            };
+            review::decide(endpoint, parsed, &inputs)
+        }
+    };
+    let body = review::encode(response);
+    state.metrics.observe(labels, started.elapsed());
+    reply(StatusCode::OK, "application/json", body)
+}
+
+async fn lookup_version(state: &State, namespace: &str, name: &str) -> Option<String> {
+    let client = state.client.clone()?;
+    let api: Api<Postgresql> = Api::namespaced(client, namespace);
+    match tokio::time::timeout(LOOKUP_TIMEOUT, api.get_opt(name)).await {
+        Ok(Ok(Some(source))) => Some(source.spec.postgresql.version),
+        Ok(Ok(None)) => None,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, namespace, name, "cannot look up the clone source");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(namespace, name, "looking up the clone source timed out");
+            None
+        }
+    }
+}
+
+/// Serves `/healthz`, `/readyz` and `/metrics` over plain HTTP until `shutdown` completes.
+pub async fn serve_admin(
+    listener: TcpListener,
+    state: Arc<State>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let builder = builder(Duration::from_secs(10));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => continue,
+            },
+            () = &mut shutdown => break,
+        };
+        let (builder, state) = (builder.clone(), state.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(route_admin(&state, req.uri().path())) }
+            });
+            let _ = watcher
+                .watch(
+                    builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned(),
+                )
+                .await;
+        });
+    }
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
+}
+
+fn route_admin(state: &State, path: &str) -> Response<Body> {
+    match path {
+        "/healthz" => text(StatusCode::OK, "ok"),
+        "/readyz" => match state.not_ready_reason() {
+            None => text(StatusCode::OK, "ready"),
+            Some(reason) => text(StatusCode::SERVICE_UNAVAILABLE, reason),
+        },
+        "/metrics" => reply(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            state.metrics.render(),
+        ),
+        other => text(StatusCode::NOT_FOUND, format!("no such endpoint {other}")),
+    }
+}
