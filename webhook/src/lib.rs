@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod args;
+pub mod client;
 pub mod config_watch;
 pub mod metrics;
 pub mod review;
