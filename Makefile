@@ -6,7 +6,7 @@ export KUBECONFIG_LOCAL := $(CURDIR)/.local/kubeconfig
 
 CARGO ?= cargo
 
-.PHONY: all build tools up down demo test unit e2e crds crds-check fmt lint bench bench-capacity clean-local
+.PHONY: all build tools up down demo test unit e2e crds crds-check fmt lint bench bench-capacity clean-local bench-webhook
 
 all: build
 
@@ -50,4 +50,9 @@ bench-capacity: tools
 	scripts/up.sh
 	$(CARGO) run --release -p e2e --bin bench-capacity
 
-bench: bench-capacity
+bench: bench-capacity bench-webhook
+
+## Admission webhook throughput, latency and memory (see BENCHMARKS.md).
+bench-webhook:
+	$(CARGO) build --release -p webhook --bins
+	$(CARGO_TARGET_DIR)/release/bench-webhook

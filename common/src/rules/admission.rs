@@ -57,8 +57,10 @@ pub fn mutate(
     let decided = instances::effective_instances(ctx.config, pg);
     if decided.effective != pg.spec.number_of_instances {
         out.spec.number_of_instances = decided.effective;
+        // Only a change is reported here, so that a reinvocation warns about nothing; a note
+        // about a value that stays (a standby with several pods) comes from `validate`.
+        warnings.extend(decided.note);
     }
-    warnings.extend(decided.note);
     if operation == Operation::Create && pg.spec.allowed_source_ranges.is_none() {
         out.spec.allowed_source_ranges =
             Some(vec![source_ranges::DEFAULT_SOURCE_RANGE.to_string()]);
@@ -114,6 +116,12 @@ pub fn validate(
             .unwrap_or_default(),
     ) {
         v.deny("source-ranges", field, message);
+    }
+    let decided = instances::effective_instances(ctx.config, new);
+    if decided.effective == new.spec.number_of_instances
+        && let Some(note) = decided.note
+    {
+        v.warn(note);
     }
     v.merge(versions::check_version(ctx.config, old, new));
     if operation == Operation::Create && new.spec.clone.is_some() {

@@ -266,12 +266,15 @@ fn containers(config: &Config, pg: &Postgresql, v: &mut Verdict) {
         );
     }
     for (i, sidecar) in sidecars.iter().enumerate() {
-        for (what, value) in [("name", &sidecar.name), ("image", &sidecar.image)] {
+        for (what, article, value) in [
+            ("name", "a", &sidecar.name),
+            ("image", "an", &sidecar.image),
+        ] {
             if value.as_deref().is_none_or(str::is_empty) {
                 v.deny(
                     "sidecars",
                     format!("spec.sidecars[{i}].{what}"),
-                    format!("every sidecar needs a {what}"),
+                    format!("every sidecar needs {article} {what}"),
                 );
             }
         }

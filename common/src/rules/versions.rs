@@ -17,6 +17,16 @@ pub fn check_version(config: &Config, old: Option<&Postgresql>, new: &Postgresql
     let mut v = Verdict::default();
     let field = "spec.postgresql.version";
     let version = &new.spec.postgresql.version;
+    let unchanged = old.is_some_and(|o| &o.spec.postgresql.version == version);
+    if !SUPPORTED_MAJOR_VERSIONS.contains(&version.as_str()) && unchanged {
+        // Like the API server's validation ratcheting: a stored value that is no longer
+        // supported does not block unrelated changes (such as the delete annotations).
+        v.warn(format!(
+            "spec.postgresql.version {version:?} is no longer supported; upgrade to one of {}",
+            SUPPORTED_MAJOR_VERSIONS.join(", ")
+        ));
+        return v;
+    }
     if !SUPPORTED_MAJOR_VERSIONS.contains(&version.as_str()) {
         v.deny(
             "version",

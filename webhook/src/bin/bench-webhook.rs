@@ -1,0 +1,261 @@
+//! `make bench-webhook`: starts the release webhook as its own process on loopback and measures it
+//! from this process over TLS keep-alive connections with a realistic complete manifest:
+//! throughput at saturation, latency percentiles at fixed arrival rates (measured from the
+//! scheduled send time, so a slow answer also delays the count), and the server's RSS.
+
+use bytes::Bytes;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use webhook::client::{Connection, tls_config};
+
+const PHASE: Duration = Duration::from_secs(5);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn body() -> Bytes {
+    let manifest = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../manifests/complete-postgres-manifest.yaml"
+    ))
+    .expect("the complete manifest is in manifests/");
+    let mut object: serde_json::Value = serde_yaml::from_str(&manifest).unwrap();
+    let spec = object["spec"].as_object_mut().unwrap();
+    spec.remove("clone"); // a clone would add an API lookup, which this benchmark does not measure
+    spec.remove("standby");
+    object.as_object_mut().unwrap().remove("status");
+    object["metadata"]["namespace"] = "bench".into();
+    let review = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "00000000-0000-0000-0000-000000000001",
+            "kind": {"group": "acid.zalan.do", "version": "v1", "kind": "postgresql"},
+            "resource": {"group": "acid.zalan.do", "version": "v1", "resource": "postgresqls"},
+            "name": "acid-test-cluster", "namespace": "bench", "operation": "UPDATE",
+            "userInfo": {"username": "bench"}, "object": object, "oldObject": object, "dryRun": false
+        }
+    });
+    Bytes::from(review.to_string())
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[index] as f64 / 1000.0
+}
+
+async fn connections(addr: SocketAddr, ca: &[u8], n: usize) -> Vec<Connection> {
+    let config = tls_config(ca).unwrap();
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(
+            Connection::open(addr, config.clone(), "127.0.0.1")
+                .await
+                .unwrap(),
+        );
+    }
+    out
+}
+
+async fn saturate(addr: SocketAddr, ca: &[u8], body: Bytes, conns: usize) -> (f64, usize) {
+    let deadline = Instant::now() + PHASE;
+    let mut tasks = Vec::new();
+    for (i, mut conn) in connections(addr, ca, conns).await.into_iter().enumerate() {
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut done, mut errors) = (0usize, 0usize);
+            let path = if i % 2 == 0 { "/validate" } else { "/mutate" };
+            while Instant::now() < deadline {
+                match conn.post(path, body.clone()).await {
+                    Ok((status, _)) if status == 200 => done += 1,
+                    _ => errors += 1,
+                }
+            }
+            (done, errors)
+        }));
+    }
+    let started = Instant::now();
+    let (mut done, mut errors) = (0, 0);
+    for task in tasks {
+        let (d, e) = task.await.unwrap();
+        done += d;
+        errors += e;
+    }
+    (
+        done as f64 / started.elapsed().as_secs_f64().max(PHASE.as_secs_f64()),
+        errors,
+    )
+}
+
+async fn fixed_rate(
+    addr: SocketAddr,
+    ca: &[u8],
+    body: Bytes,
+    rate: u64,
+    conns: usize,
+) -> (Vec<u64>, usize) {
+    let per_conn_interval = Duration::from_nanos(1_000_000_000 * conns as u64 / rate);
+    let total_per_conn = (PHASE.as_secs_f64() / per_conn_interval.as_secs_f64()) as u64;
+    let start = Instant::now() + Duration::from_millis(50);
+    let mut tasks = Vec::new();
+    for (i, mut conn) in connections(addr, ca, conns).await.into_iter().enumerate() {
+        let body = body.clone();
+        // Stagger connections so arrivals are spread evenly.
+        let offset = per_conn_interval.mul_f64(i as f64 / conns as f64);
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(total_per_conn as usize);
+            let mut errors = 0;
+            for n in 0..total_per_conn {
+                let scheduled = start + offset + per_conn_interval * n as u32;
+                tokio::time::sleep_until(scheduled.into()).await;
+                match conn.post("/validate", body.clone()).await {
+                    Ok((status, _)) if status == 200 => {
+                        latencies.push(scheduled.elapsed().as_micros() as u64)
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for task in tasks {
+        let (l, e) = task.await.unwrap();
+        all.extend(l);
+        errors += e;
+    }
+    all.sort_unstable();
+    (all, errors)
+}
+
+fn main() -> anyhow::Result<()> {
+    let exe = std::env::var_os("WEBHOOK_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::current_exe()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .join("webhook")
+        });
+    let dir = std::env::temp_dir().join(format!("pg-webhook-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let issued = certs::issue(&certs::Request {
+        service: "bench".into(),
+        namespace: "bench".into(),
+        dns_names: vec![],
+        ip_addresses: vec!["127.0.0.1".parse()?],
+        days: 1,
+    })?;
+    std::fs::write(dir.join("tls.crt"), &issued.tls_cert)?;
+    std::fs::write(dir.join("tls.key"), &issued.tls_key)?;
+    let (port, admin) = (free_port(), free_port());
+    let server = Server(
+        Command::new(&exe)
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--admin-listen",
+                &format!("127.0.0.1:{admin}"),
+            ])
+            .arg("--tls-cert")
+            .arg(dir.join("tls.crt"))
+            .arg("--tls-key")
+            .arg(dir.join("tls.key"))
+            .env_remove("CONFIG_MAP_NAME")
+            .env_remove("POSTGRES_OPERATOR_CONFIGURATION_OBJECT")
+            .env("KUBECONFIG", dir.join("no-kubeconfig"))
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot start {}: {e} (build it with cargo build --release -p webhook)",
+                    exe.display()
+                )
+            })?,
+    );
+    let pid = server.0.id();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let ca = Arc::new(issued.ca_cert.into_bytes());
+    let body = body();
+    runtime.block_on(async {
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        println!("webhook benchmark: {} ({} bytes per review), {cpus} CPUs shared by client and server", exe.display(), body.len());
+        let (idle_rss, _) = rss_kib(pid);
+        println!("RSS idle: {:.1} MiB", idle_rss as f64 / 1024.0);
+        // Warm-up.
+        let _ = saturate(addr, &ca, body.clone(), 4).await;
+        for conns in [8, 32] {
+            let (rps, errors) = saturate(addr, &ca, body.clone(), conns).await;
+            let (rss, peak) = rss_kib(pid);
+            println!(
+                "saturation, {conns} connections: {rps:.0} reviews/s, {errors} errors, RSS {:.1} MiB (peak {:.1} MiB)",
+                rss as f64 / 1024.0,
+                peak as f64 / 1024.0
+            );
+        }
+        for rate in [1000, 5000] {
+            let (latencies, errors) = fixed_rate(addr, &ca, body.clone(), rate, 16).await;
+            let (rss, peak) = rss_kib(pid);
+            println!(
+                "{rate} reviews/s for {}s: {} answered, {errors} errors, p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms, RSS {:.1} MiB (peak {:.1} MiB)",
+                PHASE.as_secs(),
+                latencies.len(),
+                percentile(&latencies, 50.0),
+                percentile(&latencies, 99.0),
+                percentile(&latencies, 99.9),
+                percentile(&latencies, 100.0),
+                rss as f64 / 1024.0,
+                peak as f64 / 1024.0
+            );
+        }
+    });
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
