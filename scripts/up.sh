@@ -1,0 +1,290 @@
+#!/usr/bin/env bash
+# Starts the local control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+# kwok with fake nodes) bound to loopback, writes $KUBECONFIG_LOCAL and waits until it is usable.
+# Idempotent: components already running (by PID file) are left alone, existing certificates,
+# kubeconfig and cluster objects are kept, so a second run changes nothing.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+PKI=$LOCAL_DIR/pki
+LOGS=$LOCAL_DIR/logs
+PIDS=$LOCAL_DIR/pids
+STATE=$LOCAL_DIR/state
+mkdir -p "$PKI" "$LOGS" "$PIDS" "$STATE"
+
+# Binaries: build what is missing (make up already depends on make tools; this covers direct use).
+for b in "$BIN_K8S/kube-apiserver" "$BIN_K8S/kube-controller-manager" "$BIN_K8S/kube-scheduler" \
+         "$KUBECTL" "$BIN_ETCD/etcd" "$BIN_KWOK/kwok" "$HELM"; do
+  if [ ! -x "$b" ]; then
+    log "missing $b; running build-tools.sh"
+    "$REPO_ROOT/scripts/build-tools.sh"
+    break
+  fi
+done
+command -v openssl >/dev/null || die "openssl is required (apt-get install openssl)"
+command -v curl >/dev/null || die "curl is required (apt-get install curl)"
+
+# Only one up.sh/down.sh at a time per checkout.
+exec 9>"$LOCAL_DIR/.lock"
+flock -w 300 9 || die "another up.sh/down.sh holds $LOCAL_DIR/.lock for over 5 minutes"
+
+# ---------------------------------------------------------------------------------------------
+# Certificates and keys (created once; kept across restarts so the kubeconfig stays valid).
+# ---------------------------------------------------------------------------------------------
+gen_pki() {
+  [ -f "$PKI/done" ] && return 0
+  log "generating certificates in $PKI"
+  local t; t=$(mktemp -d)
+  (
+    cd "$t"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=pgop-local-ca" \
+      -keyout ca.key -out ca.crt 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" -keyout apiserver.key -out apiserver.csr 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n' >srv.ext
+    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile srv.ext -out apiserver.crt 2>/dev/null
+    printf 'extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n' >cli.ext
+    for who in "admin:system:masters" "kube-controller-manager:" "kube-scheduler:" "kwok:system:masters"; do
+      local cn=${who%%:*} org=${who#*:} subj
+      case $cn in
+        kube-controller-manager) subj="/CN=system:kube-controller-manager" ;;
+        kube-scheduler) subj="/CN=system:kube-scheduler" ;;
+        *) subj="/O=$org/CN=$cn" ;;
+      esac
+      openssl req -newkey rsa:2048 -nodes -subj "$subj" -keyout "$cn.key" -out "$cn.csr" 2>/dev/null
+      openssl x509 -req -in "$cn.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+        -extfile cli.ext -out "$cn.crt" 2>/dev/null
+    done
+    openssl genrsa -out sa.key 2048 2>/dev/null
+    openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+    rm -f ./*.csr ./*.ext ./*.srl
+  )
+  chmod 600 "$t"/*.key
+  mv "$t"/* "$PKI"/ && rmdir "$t"
+  touch "$PKI/done"
+}
+
+# kubeconfig USER FILE: writes a kubeconfig with embedded certs (only if content changes).
+write_kubeconfig() {
+  local user=$1 file=$2 tmp
+  tmp=$(mktemp)
+  cat >"$tmp" <<KCFG
+apiVersion: v1
+kind: Config
+clusters:
+- name: pgop-local
+  cluster:
+    server: https://127.0.0.1:$API_PORT
+    certificate-authority-data: $(base64 -w0 <"$PKI/ca.crt")
+users:
+- name: $user
+  user:
+    client-certificate-data: $(base64 -w0 <"$PKI/$user.crt")
+    client-key-data: $(base64 -w0 <"$PKI/$user.key")
+contexts:
+- name: pgop-local
+  context:
+    cluster: pgop-local
+    user: $user
+current-context: pgop-local
+KCFG
+  if [ -f "$file" ] && cmp -s "$tmp" "$file"; then rm -f "$tmp"; else mv "$tmp" "$file"; chmod 600 "$file"; fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Process management: one PID file per component; a component counts as running when its PID is
+# alive and its /proc cmdline still starts with the binary we launched.
+# ---------------------------------------------------------------------------------------------
+running() { # running NAME -> 0 if the recorded process is alive
+  local f=$PIDS/$1.pid pid
+  [ -f "$f" ] || return 1
+  pid=$(cat "$f")
+  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$(cat "$PIDS/$1.bin" 2>/dev/null || echo /nonexistent)"
+}
+
+start() { # start NAME BINARY ARGS...: starts in its own session, output to logs/NAME.log
+  local name=$1 bin=$2; shift 2
+  if running "$name"; then
+    log "$name already running (pid $(cat "$PIDS/$name.pid"))"
+    return 0
+  fi
+  log "starting $name"
+  echo "$bin" >"$PIDS/$name.bin"
+  printf '%s\n' "$bin $*" >"$STATE/$name.cmdline"
+  setsid "$bin" "$@" </dev/null >>"$LOGS/$name.log" 2>&1 9>&- &
+  echo $! >"$PIDS/$name.pid"
+  STARTED+=("$name")
+}
+STARTED=()
+
+wait_for() { # wait_for DESCRIPTION TIMEOUT_S NAME CMD...: polls CMD, fails early if NAME died
+  local what=$1 timeout=$2 name=$3; shift 3
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if ! running "$name"; then
+      tail -n 30 "$LOGS/$name.log" >&2 || true
+      die "$name exited while waiting for $what (log: $LOGS/$name.log)"
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      tail -n 30 "$LOGS/$name.log" >&2 || true
+      die "timed out after ${timeout}s waiting for $what (log: $LOGS/$name.log)"
+    fi
+    sleep 0.5
+  done
+}
+
+port_free_or_ours() { # refuse to start when someone else listens on our port
+  local port=$1 name=$2
+  if ! running "$name" && ss -Hltn "sport = :$port" | grep -q .; then
+    die "port 127.0.0.1:$port is in use by another process; set ${3:-a different port} or stop it"
+  fi
+}
+
+gen_pki
+write_kubeconfig admin "$KUBECONFIG_LOCAL"
+write_kubeconfig admin "$PKI/admin.kubeconfig"
+write_kubeconfig kube-controller-manager "$PKI/kube-controller-manager.kubeconfig"
+write_kubeconfig kube-scheduler "$PKI/kube-scheduler.kubeconfig"
+write_kubeconfig kwok "$PKI/kwok.kubeconfig"
+K=("$KUBECTL" --kubeconfig="$PKI/admin.kubeconfig")
+
+# --- network-safety watcher (records any socket with a peer outside 127.0.0.0/8) ------------
+if ! running netwatch; then : >"$LOGS/netwatch.log"; fi
+start netwatch "$REPO_ROOT/scripts/netwatch.sh"
+
+# --- etcd ------------------------------------------------------------------------------------
+port_free_or_ours "$ETCD_CLIENT_PORT" etcd ETCD_CLIENT_PORT
+port_free_or_ours "$ETCD_PEER_PORT" etcd ETCD_PEER_PORT
+mkdir -p "$STATE/etcd"
+start etcd "$BIN_ETCD/etcd" \
+  --name=pgop-local --data-dir="$STATE/etcd" \
+  --listen-client-urls="http://127.0.0.1:$ETCD_CLIENT_PORT" \
+  --advertise-client-urls="http://127.0.0.1:$ETCD_CLIENT_PORT" \
+  --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+  --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+  --initial-cluster="pgop-local=http://127.0.0.1:$ETCD_PEER_PORT" \
+  --listen-metrics-urls="" \
+  --unsafe-no-fsync=true --quota-backend-bytes=4294967296 --log-level=warn
+wait_for "etcd /health" 30 etcd curl -fsS "http://127.0.0.1:$ETCD_CLIENT_PORT/health"
+
+# --- kube-apiserver --------------------------------------------------------------------------
+port_free_or_ours "$API_PORT" kube-apiserver API_PORT
+mkdir -p "$STATE/apiserver"
+start kube-apiserver "$BIN_K8S/kube-apiserver" \
+  --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" \
+  --bind-address=127.0.0.1 --secure-port="$API_PORT" \
+  --advertise-address=127.0.0.1 --endpoint-reconciler-type=none \
+  --cert-dir="$STATE/apiserver" \
+  --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
+  --client-ca-file="$PKI/ca.crt" \
+  --authorization-mode=Node,RBAC \
+  --service-account-issuer="https://127.0.0.1:$API_PORT" \
+  --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
+  --service-cluster-ip-range="$SERVICE_CIDR" \
+  --allow-privileged=true \
+  --profiling=false
+readyz() {
+  curl -fsS --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
+    "https://127.0.0.1:$API_PORT/readyz" | grep -qx ok
+}
+wait_for "kube-apiserver /readyz" 120 kube-apiserver readyz
+wait_for "namespace default" 60 kube-apiserver "${K[@]}" get namespace default
+
+# --- kube-controller-manager and kube-scheduler -----------------------------------------------
+CONTROLLERS=serviceaccount-token-controller,serviceaccount-controller,namespace-controller,garbage-collector-controller
+CONTROLLERS+=,deployment-controller,replicaset-controller,statefulset-controller,job-controller,cronjob-controller
+CONTROLLERS+=,disruption-controller,endpoints-controller,endpointslice-controller,endpointslice-mirroring-controller
+CONTROLLERS+=,pod-garbage-collector-controller,persistentvolume-binder-controller,persistentvolume-expander-controller
+CONTROLLERS+=,persistentvolumeclaim-protection-controller,persistentvolume-protection-controller
+CONTROLLERS+=,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller,node-lifecycle-controller
+CONTROLLERS+=,taint-eviction-controller,ttl-after-finished-controller,resourcequota-controller,horizontal-pod-autoscaler-controller
+start kube-controller-manager "$BIN_K8S/kube-controller-manager" \
+  --kubeconfig="$PKI/kube-controller-manager.kubeconfig" \
+  --service-account-private-key-file="$PKI/sa.key" \
+  --root-ca-file="$PKI/ca.crt" \
+  --use-service-account-credentials=true \
+  --controllers="$CONTROLLERS" \
+  --enable-hostpath-provisioner=true \
+  --leader-elect=false --secure-port=0 \
+  --concurrent-gc-syncs=5
+start kube-scheduler "$BIN_K8S/kube-scheduler" \
+  --kubeconfig="$PKI/kube-scheduler.kubeconfig" \
+  --leader-elect=false --secure-port=0
+
+# --- kwok: fake kubelets. Pod IPs from $POD_CIDR, node IPs inside 127.0.0.0/8 -------------------
+start kwok "$BIN_KWOK/kwok" \
+  --kubeconfig="$PKI/kwok.kubeconfig" \
+  --config="$BIN_KWOK/stages/node-initialize.yaml" \
+  --config="$BIN_KWOK/stages/node-heartbeat-with-lease.yaml" \
+  --config="$BIN_KWOK/stages/pod-ready.yaml" \
+  --config="$BIN_KWOK/stages/pod-complete.yaml" \
+  --config="$BIN_KWOK/stages/pod-delete.yaml" \
+  --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+  --cidr="$POD_CIDR" --node-ip="$NODE_IP" --node-lease-duration-seconds=40
+
+# --- cluster objects (created once, only when missing) -----------------------------------------
+ensure() { # ensure KIND/NAME < manifest: creates the object only if it does not exist
+  local ref=$1 manifest
+  manifest=$(cat)
+  if ! "${K[@]}" get "$ref" >/dev/null 2>&1; then
+    printf '%s\n' "$manifest" | "${K[@]}" create -f - >/dev/null
+    log "created $ref"
+  fi
+}
+zones=(zone-a zone-b zone-c)
+for i in $(seq 0 $((NODE_COUNT - 1))); do
+  zone=${zones[$((i % 3))]}
+  ensure "node/kwok-node-$i" <<NODE
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-$i
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+  labels:
+    type: kwok
+    kubernetes.io/arch: amd64
+    kubernetes.io/os: linux
+    kubernetes.io/hostname: kwok-node-$i
+    topology.kubernetes.io/zone: $zone
+    topology.kubernetes.io/region: local
+spec: {}
+status:
+  allocatable: {cpu: "32", memory: 128Gi, pods: "110"}
+  capacity: {cpu: "32", memory: 128Gi, pods: "110"}
+NODE
+done
+# Default StorageClass served by kube-controller-manager's built-in hostPath provisioner: every
+# PVC gets a PV at once (a directory under /tmp/hostpath_pv that nothing ever mounts).
+ensure storageclass/standard <<'SC'
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: standard
+  annotations:
+    storageclass.kubernetes.io/is-default-class: "true"
+provisioner: kubernetes.io/host-path
+reclaimPolicy: Delete
+volumeBindingMode: Immediate
+allowVolumeExpansion: true
+SC
+
+node_ready() {
+  local n
+  n=$("${K[@]}" get nodes -l type=kwok \
+      -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -cx True)
+  [ "$n" -ge "$NODE_COUNT" ]
+}
+wait_for "$NODE_COUNT Ready kwok nodes" 60 kwok node_ready
+sa_ready() { "${K[@]}" -n default get serviceaccount default; }
+wait_for "default service account" 60 kube-controller-manager sa_ready
+running kube-scheduler || die "kube-scheduler is not running (log: $LOGS/kube-scheduler.log)"
+
+if [ ${#STARTED[@]} -eq 0 ]; then
+  log "control plane already up; nothing changed"
+else
+  log "started: ${STARTED[*]}"
+fi
+echo "export KUBECONFIG=$KUBECONFIG_LOCAL"
