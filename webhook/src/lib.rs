@@ -12,5 +12,6 @@ pub mod review;
 pub mod server;
 pub mod state;
 pub mod tls;
+pub mod wire;
 
 pub use args::Args;

@@ -1,13 +1,12 @@
 //! Decoding an AdmissionReview, deciding with `common::rules::admission`, and encoding the answer.
 
 use crate::metrics::ReviewLabels;
+use crate::wire::{Gvk, OldView, ResponseOut, ReviewIn};
+use base64::Engine;
 use common::config::Config;
 use common::crd::Postgresql;
-use common::rules::admission::{self, Context, Operation};
-use kube::core::DynamicObject;
-use kube::core::admission::{
-    AdmissionRequest, AdmissionResponse, AdmissionReview, Operation as KubeOperation,
-};
+use common::rules::admission::{self, Context, Operation, Previous};
+use serde_json::value::RawValue;
 
 /// Which endpoint was called.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,157 +58,65 @@ pub struct Answer {
     pub labels: ReviewLabels,
 }
 
-/// Reads the body far enough to know whether a clone source must be looked up: returns the
-/// namespace and name of the source cluster of a CREATE that clones.
-pub fn clone_source(review: &AdmissionReview<Postgresql>) -> Option<(String, String)> {
-    let request = review.request.as_ref()?;
-    if request.operation != KubeOperation::Create {
-        return None;
-    }
-    let clone = request.object.as_ref()?.spec.clone.as_ref()?;
-    Some((
-        request.namespace.clone().unwrap_or_default(),
-        clone.cluster.clone(),
-    ))
+/// A readable review. Objects that do not fit the schema keep the reason, with the field path.
+pub struct Parsed {
+    /// Echoed in the response.
+    pub uid: String,
+    /// CREATE, UPDATE, DELETE or CONNECT.
+    pub operation: String,
+    /// What is reviewed.
+    pub kind: Gvk,
+    /// Namespace of the object.
+    pub namespace: String,
+    /// `object`, if sent.
+    pub object: Option<Result<Postgresql, String>>,
+    /// What the rules need of `oldObject`, if sent.
+    pub old: Option<Result<OldView, String>>,
 }
 
-/// Parses a body; a malformed `object` still yields a review (answered with a denial that names
-/// the field) as long as the envelope is readable.
-pub fn parse(
-    body: &[u8],
-) -> Result<Result<AdmissionReview<Postgresql>, AdmissionResponse>, BadRequest> {
-    match serde_json::from_slice::<AdmissionReview<Postgresql>>(body) {
-        Ok(review) => {
-            check_envelope(&review.types)?;
-            if review.request.is_none() {
-                return Err(BadRequest::MissingRequest);
-            }
-            Ok(Ok(review))
-        }
-        Err(typed_error) => {
-            // Slow path: find out whether only the object is broken, to name the field.
-            let review: AdmissionReview<DynamicObject> =
-                serde_json::from_slice(body).map_err(|e| BadRequest::Malformed(e.to_string()))?;
-            check_envelope(&review.types)?;
-            let request: AdmissionRequest<DynamicObject> =
-                review.try_into().map_err(|_| BadRequest::MissingRequest)?;
-            let message = request
-                .object
-                .as_ref()
-                .or(request.old_object.as_ref())
-                .and_then(|object| {
-                    let value = serde_json::to_value(object).ok()?;
-                    serde_path_to_error::deserialize::<_, Postgresql>(value)
-                        .err()
-                        .map(|e| format!("{}: {}", e.path(), e.inner()))
-                })
-                .unwrap_or_else(|| typed_error.to_string());
-            Ok(Err(AdmissionResponse::from(&request).deny(format!(
-                "the postgresql object does not fit the acid.zalan.do/v1 schema: {message}"
-            ))))
-        }
-    }
-}
-
-fn check_envelope(types: &kube::core::TypeMeta) -> Result<(), BadRequest> {
-    if types.api_version != "admission.k8s.io/v1" || types.kind != "AdmissionReview" {
+/// Parses a body.
+pub fn parse(body: &[u8]) -> Result<Parsed, BadRequest> {
+    let review: ReviewIn<'_> =
+        serde_json::from_slice(body).map_err(|e| BadRequest::Malformed(e.to_string()))?;
+    if review.api_version != "admission.k8s.io/v1" || review.kind != "AdmissionReview" {
         return Err(BadRequest::WrongType {
-            api_version: types.api_version.clone(),
-            kind: types.kind.clone(),
+            api_version: review.api_version,
+            kind: review.kind,
         });
     }
-    Ok(())
+    let request = review.request.ok_or(BadRequest::MissingRequest)?;
+    Ok(Parsed {
+        uid: request.uid,
+        operation: request.operation,
+        kind: request.kind,
+        namespace: request.namespace.unwrap_or_default(),
+        object: present(request.object).map(typed::<Postgresql>),
+        old: present(request.old_object).map(typed::<OldView>),
+    })
 }
 
-/// Decides a parsed review.
-pub fn decide(
-    endpoint: Endpoint,
-    review: AdmissionReview<Postgresql>,
-    inputs: &Inputs<'_>,
-) -> (AdmissionResponse, ReviewLabels) {
-    let request: AdmissionRequest<Postgresql> = match review.try_into() {
-        Ok(request) => request,
-        Err(_) => {
-            return (
-                AdmissionResponse::invalid("AdmissionReview has no request"),
-                labels("invalid", "none", "error"),
-            );
-        }
-    };
-    let response = AdmissionResponse::from(&request);
-    let operation = match request.operation {
-        KubeOperation::Create => Operation::Create,
-        KubeOperation::Update => Operation::Update,
-        KubeOperation::Delete => Operation::Delete,
-        KubeOperation::Connect => return (response, labels("CONNECT", "none", "allowed")),
-    };
-    let op_label = format!("{:?}", request.operation).to_uppercase();
-    let is_postgresql = request.kind.group == "acid.zalan.do" && request.kind.kind == "postgresql";
-    if !is_postgresql {
-        let message = format!(
-            "this webhook only reviews postgresqls.acid.zalan.do, not {}/{} {}; fix the rules of the webhook configuration",
-            request.kind.group, request.kind.version, request.kind.kind
-        );
-        return (response.deny(message), labels(&op_label, "kind", "denied"));
-    }
-    let ctx = Context {
-        config: inputs.config,
-        controller_id: inputs.controller_id,
-        today: inputs.today,
-    };
-    let old = request.old_object.as_ref();
-    let new = if operation == Operation::Delete {
-        old
-    } else {
-        request.object.as_ref()
-    };
-    let Some(new) = new else {
-        return (
-            response.deny("the request carries no object"),
-            labels(&op_label, "none", "error"),
-        );
-    };
-    if !admission::is_responsible(&ctx, old, Some(new)) {
-        return (response, labels(&op_label, "ownership", "skipped"));
-    }
-    match endpoint {
-        Endpoint::Mutate => {
-            let (mutated, warnings) = admission::mutate(&ctx, operation, new);
-            let response = with_warnings(response, warnings);
-            let before = serde_json::to_value(new).expect("objects serialize");
-            let after = serde_json::to_value(&mutated).expect("objects serialize");
-            let patch = json_patch::diff(&before, &after);
-            if patch.0.is_empty() {
-                return (response, labels(&op_label, "none", "allowed"));
-            }
-            match response.clone().with_patch(patch) {
-                Ok(response) => (response, labels(&op_label, "none", "patched")),
-                Err(e) => (
-                    response.deny(format!("cannot encode the patch: {e}")),
-                    labels(&op_label, "none", "error"),
-                ),
-            }
-        }
-        Endpoint::Validate => {
-            let verdict =
-                admission::validate(&ctx, operation, old, new, inputs.clone_source_version);
-            let response = with_warnings(response, verdict.warnings.clone());
-            match verdict.violations.first() {
-                None => (response, labels(&op_label, "none", "allowed")),
-                Some(first) => (
-                    response.deny(verdict.message()),
-                    labels(&op_label, first.rule, "denied"),
-                ),
-            }
-        }
-    }
+fn present(raw: Option<&RawValue>) -> Option<&RawValue> {
+    raw.filter(|r| r.get() != "null")
 }
 
-fn with_warnings(mut response: AdmissionResponse, warnings: Vec<String>) -> AdmissionResponse {
-    if !warnings.is_empty() {
-        response.warnings = Some(warnings);
+/// Parses an object; only when that fails is it parsed again to find the offending field.
+fn typed<T: serde::de::DeserializeOwned>(raw: &RawValue) -> Result<T, String> {
+    serde_json::from_str(raw.get()).map_err(|error| {
+        let mut deserializer = serde_json::Deserializer::from_str(raw.get());
+        match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
+            Err(e) => format!("{}: {}", e.path(), e.inner()),
+            Ok(_) => error.to_string(),
+        }
+    })
+}
+
+/// Namespace and name of the source cluster of a CREATE that clones, to look up its version.
+pub fn clone_source(parsed: &Parsed) -> Option<(String, String)> {
+    if parsed.operation != "CREATE" {
+        return None;
     }
-    response
+    let clone = parsed.object.as_ref()?.as_ref().ok()?.spec.clone.as_ref()?;
+    Some((parsed.namespace.clone(), clone.cluster.clone()))
 }
 
 fn labels(operation: &str, rule: &str, outcome: &str) -> ReviewLabels {
@@ -220,19 +127,119 @@ fn labels(operation: &str, rule: &str, outcome: &str) -> ReviewLabels {
     }
 }
 
-/// Serializes a response as the AdmissionReview the API server expects.
-pub fn encode(response: AdmissionResponse) -> Vec<u8> {
-    serde_json::to_vec(&response.into_review()).expect("admission reviews serialize")
+/// Decides a parsed review.
+pub fn decide(
+    endpoint: Endpoint,
+    parsed: &Parsed,
+    inputs: &Inputs<'_>,
+) -> (ResponseOut, ReviewLabels) {
+    let response = ResponseOut::allow(&parsed.uid);
+    let op = parsed.operation.as_str();
+    let operation = match op {
+        "CREATE" => Operation::Create,
+        "UPDATE" => Operation::Update,
+        "DELETE" => Operation::Delete,
+        "CONNECT" => return (response, labels(op, "none", "allowed")),
+        other => {
+            return (
+                response.deny(format!("unknown operation {other:?}")),
+                labels("invalid", "none", "error"),
+            );
+        }
+    };
+    if parsed.kind.group != "acid.zalan.do" || parsed.kind.kind != "postgresql" {
+        let message = format!(
+            "this webhook only reviews postgresqls.acid.zalan.do, not {}/{} {}; fix the rules of the webhook configuration",
+            parsed.kind.group, parsed.kind.version, parsed.kind.kind
+        );
+        return (response.deny(message), labels(op, "kind", "denied"));
+    }
+    let schema_error = |which: &str, reason: &str| {
+        format!("the {which} does not fit the acid.zalan.do/v1 postgresql schema: {reason}")
+    };
+    let new = match &parsed.object {
+        Some(Ok(pg)) => Some(pg),
+        Some(Err(reason)) => {
+            return (
+                response.deny(schema_error("object", reason)),
+                labels(op, "schema", "denied"),
+            );
+        }
+        None => None,
+    };
+    let old_view = match &parsed.old {
+        Some(Ok(view)) => Some(view),
+        // An unreadable stored object must not block its own repair or deletion.
+        Some(Err(_)) | None => None,
+    };
+    let old = old_view.map(|o| Previous {
+        name: o.metadata.name.as_deref().unwrap_or_default(),
+        annotations: o.metadata.annotations.as_ref(),
+        version: &o.spec.postgresql.version,
+    });
+    if operation != Operation::Delete && new.is_none() {
+        return (
+            response.deny("the request carries no object"),
+            labels(op, "none", "error"),
+        );
+    }
+    let ctx = Context {
+        config: inputs.config,
+        controller_id: inputs.controller_id,
+        today: inputs.today,
+    };
+    if !admission::is_responsible_for(&ctx, old, new) {
+        return (response, labels(op, "ownership", "skipped"));
+    }
+    match (endpoint, new) {
+        (Endpoint::Mutate, Some(new)) => mutate(&ctx, operation, new, response, op),
+        (Endpoint::Mutate, None) => (response, labels(op, "none", "allowed")),
+        (Endpoint::Validate, _) => {
+            let verdict =
+                admission::validate_change(&ctx, operation, old, new, inputs.clone_source_version);
+            let mut response = response;
+            response.warnings = verdict.warnings.clone();
+            match verdict.violations.first() {
+                None => (response, labels(op, "none", "allowed")),
+                Some(first) => (
+                    response.deny(verdict.message()),
+                    labels(op, first.rule, "denied"),
+                ),
+            }
+        }
+    }
+}
+
+/// The mutation as a JSON patch: `json_patch::diff` of the typed spec before and after, computed
+/// only when something changed (mutation only ever touches the spec).
+fn mutate(
+    ctx: &Context<'_>,
+    operation: Operation,
+    new: &Postgresql,
+    mut response: ResponseOut,
+    op: &str,
+) -> (ResponseOut, ReviewLabels) {
+    let (mutated, warnings) = admission::mutate(ctx, operation, new);
+    response.warnings = warnings;
+    if mutated.spec == new.spec {
+        return (response, labels(op, "none", "allowed"));
+    }
+    let wrap = |spec| serde_json::json!({ "spec": spec });
+    let before = wrap(serde_json::to_value(&new.spec).expect("specs serialize"));
+    let after = wrap(serde_json::to_value(&mutated.spec).expect("specs serialize"));
+    let patch = json_patch::diff(&before, &after);
+    let encoded = serde_json::to_vec(&patch).expect("patches serialize");
+    response.patch = Some(base64::engine::general_purpose::STANDARD.encode(encoded));
+    response.patch_type = Some("JSONPatch");
+    (response, labels(op, "none", "patched"))
 }
 
 /// Full pipeline for callers that already did any lookups: parse, decide, encode.
 pub fn handle(endpoint: Endpoint, body: &[u8], inputs: &Inputs<'_>) -> Result<Answer, BadRequest> {
-    let (response, labels) = match parse(body)? {
-        Ok(review) => decide(endpoint, review, inputs),
-        Err(denied) => (denied, labels("invalid", "schema", "denied")),
-    };
+    let parsed = parse(body)?;
+    let (response, labels) = decide(endpoint, &parsed, inputs);
     Ok(Answer {
-        body: encode(response),
+        body: response.encode(),
         labels,
     })
 }

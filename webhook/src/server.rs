@@ -146,45 +146,34 @@ async fn route_admission(state: &State, req: Request<Incoming>) -> Response<Body
         }
         Ok(Ok(collected)) => collected.to_bytes(),
     };
-    let (response, labels) = match review::parse(&body) {
+    let parsed = match review::parse(&body) {
+        Ok(parsed) => parsed,
         Err(bad) => {
-            state.metrics.observe(
-                crate::metrics::ReviewLabels {
-                    operation: "invalid".into(),
-                    rule: "none".into(),
-                    outcome: "error".into(),
-                },
-                started.elapsed(),
-            );
+            let labels = crate::metrics::ReviewLabels {
+                operation: "invalid".into(),
+                rule: "none".into(),
+                outcome: "error".into(),
+            };
+            state.metrics.observe(labels, started.elapsed());
             return text(StatusCode::BAD_REQUEST, bad.to_string());
         }
-        Ok(Err(denied)) => (
-            denied,
-            crate::metrics::ReviewLabels {
-                operation: "invalid".into(),
-                rule: "schema".into(),
-                outcome: "denied".into(),
-            },
-        ),
-        Ok(Ok(parsed)) => {
-            let clone_version = match (endpoint, review::clone_source(&parsed)) {
-                (Endpoint::Validate, Some((namespace, name))) => {
-                    lookup_version(state, &namespace, &name).await
-                }
-                _ => None,
-            };
-            let loaded = state.config.load();
-            let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
-            let inputs = Inputs {
-                config: &loaded.config,
-                controller_id: &state.controller_id,
-                today: &today,
-                clone_source_version: clone_version.as_deref(),
-            };
-            review::decide(endpoint, parsed, &inputs)
-        }
     };
-    let body = review::encode(response);
+    let clone_version = match (endpoint, review::clone_source(&parsed)) {
+        (Endpoint::Validate, Some((namespace, name))) => {
+            lookup_version(state, &namespace, &name).await
+        }
+        _ => None,
+    };
+    let loaded = state.config.load();
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let inputs = Inputs {
+        config: &loaded.config,
+        controller_id: &state.controller_id,
+        today: &today,
+        clone_source_version: clone_version.as_deref(),
+    };
+    let (response, labels) = review::decide(endpoint, &parsed, &inputs);
+    let body = response.encode();
     state.metrics.observe(labels, started.elapsed());
     reply(StatusCode::OK, "application/json", body)
 }

@@ -6,6 +6,7 @@
 use super::{Verdict, delete_protection, instances, manifest, ownership, source_ranges, versions};
 use crate::config::Config;
 use crate::crd::Postgresql;
+use std::collections::BTreeMap;
 
 /// The admission operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,16 +30,47 @@ pub struct Context<'a> {
     pub today: &'a str,
 }
 
+/// What the rules read from the object as it was before the request: the webhook parses no more
+/// of `oldObject` than this.
+#[derive(Clone, Copy, Debug)]
+pub struct Previous<'a> {
+    /// `metadata.name`.
+    pub name: &'a str,
+    /// `metadata.annotations`.
+    pub annotations: Option<&'a BTreeMap<String, String>>,
+    /// `spec.postgresql.version`.
+    pub version: &'a str,
+}
+
+impl<'a> From<&'a Postgresql> for Previous<'a> {
+    fn from(pg: &'a Postgresql) -> Self {
+        Self {
+            name: pg.cluster_name(),
+            annotations: pg.metadata.annotations.as_ref(),
+            version: &pg.spec.postgresql.version,
+        }
+    }
+}
+
 /// Whether this operator is responsible for the request: it owns the new or the old object.
 pub fn is_responsible(
     ctx: &Context<'_>,
     old: Option<&Postgresql>,
     new: Option<&Postgresql>,
 ) -> bool {
-    [old, new]
+    is_responsible_for(ctx, old.map(Previous::from), new)
+}
+
+/// [`is_responsible`] with the old object as a [`Previous`].
+pub fn is_responsible_for(
+    ctx: &Context<'_>,
+    old: Option<Previous<'_>>,
+    new: Option<&Postgresql>,
+) -> bool {
+    old.map(|o| o.annotations)
         .into_iter()
-        .flatten()
-        .any(|pg| ownership::is_owned_by(pg.metadata.annotations.as_ref(), ctx.controller_id))
+        .chain(new.map(|n| n.metadata.annotations.as_ref()))
+        .any(|annotations| ownership::is_owned_by(annotations, ctx.controller_id))
 }
 
 /// The defaults and limits the mutating webhook applies, with a warning for each change.
@@ -72,8 +104,9 @@ pub fn mutate(
     (out, warnings)
 }
 
-/// Every rule for a request. `clone_source_version` is the source cluster's version when the
-/// manifest clones one and it could be looked up (`None`: not found or not looked up).
+/// Every rule for a request. On DELETE, `new` is the object being deleted.
+/// `clone_source_version` is the source cluster's version when the manifest clones one and it
+/// could be looked up (`None`: not found or not looked up).
 pub fn validate(
     ctx: &Context<'_>,
     operation: Operation,
@@ -81,14 +114,45 @@ pub fn validate(
     new: &Postgresql,
     clone_source_version: Option<&str>,
 ) -> Verdict {
+    if operation == Operation::Delete {
+        return validate_change(
+            ctx,
+            operation,
+            Some(Previous::from(new)),
+            None,
+            clone_source_version,
+        );
+    }
+    validate_change(
+        ctx,
+        operation,
+        old.map(Previous::from),
+        Some(new),
+        clone_source_version,
+    )
+}
+
+/// [`validate`] with the old object as a [`Previous`]; on DELETE only `old` is needed.
+pub fn validate_change(
+    ctx: &Context<'_>,
+    operation: Operation,
+    old: Option<Previous<'_>>,
+    new: Option<&Postgresql>,
+    clone_source_version: Option<&str>,
+) -> Verdict {
     let mut v = Verdict::default();
     if operation == Operation::Delete {
-        if let Err(denied) = delete_protection::check_delete(
-            ctx.config,
-            new.cluster_name(),
-            new.metadata.annotations.as_ref(),
-            ctx.today,
-        ) {
+        let Some(old) = old else {
+            v.deny(
+                "delete-protection",
+                "oldObject",
+                "the request carries no object to delete",
+            );
+            return v;
+        };
+        if let Err(denied) =
+            delete_protection::check_delete(ctx.config, old.name, old.annotations, ctx.today)
+        {
             v.deny(
                 "delete-protection",
                 "metadata.annotations",
@@ -97,9 +161,13 @@ pub fn validate(
         }
         return v;
     }
+    let Some(new) = new else {
+        v.deny("object", "object", "the request carries no object");
+        return v;
+    };
     if operation == Operation::Update
         && let Err(message) = ownership::check_ownership_change(
-            old.and_then(|o| o.metadata.annotations.as_ref()),
+            old.and_then(|o| o.annotations),
             new.metadata.annotations.as_ref(),
         )
     {
@@ -123,7 +191,11 @@ pub fn validate(
     {
         v.warn(note);
     }
-    v.merge(versions::check_version(ctx.config, old, new));
+    v.merge(versions::check_version_from(
+        ctx.config,
+        old.map(|o| o.version),
+        new,
+    ));
     if operation == Operation::Create && new.spec.clone.is_some() {
         v.merge(versions::check_clone_version(new, clone_source_version));
     }

@@ -14,10 +14,15 @@ fn major(version: &str) -> Option<u32> {
 /// Zalando silently keeps running the old major when a manifest lowers it, and silently does not
 /// upgrade when upgrades are off; both become explicit here.
 pub fn check_version(config: &Config, old: Option<&Postgresql>, new: &Postgresql) -> Verdict {
+    check_version_from(config, old.map(|o| o.spec.postgresql.version.as_str()), new)
+}
+
+/// [`check_version`] given only the old object's version.
+pub fn check_version_from(config: &Config, old_version: Option<&str>, new: &Postgresql) -> Verdict {
     let mut v = Verdict::default();
     let field = "spec.postgresql.version";
     let version = &new.spec.postgresql.version;
-    let unchanged = old.is_some_and(|o| &o.spec.postgresql.version == version);
+    let unchanged = old_version == Some(version.as_str());
     if !SUPPORTED_MAJOR_VERSIONS.contains(&version.as_str()) && unchanged {
         // Like the API server's validation ratcheting: a stored value that is no longer
         // supported does not block unrelated changes (such as the delete annotations).
@@ -38,7 +43,7 @@ pub fn check_version(config: &Config, old: Option<&Postgresql>, new: &Postgresql
         );
         return v;
     }
-    let Some(old_version) = old.map(|o| &o.spec.postgresql.version) else {
+    let Some(old_version) = old_version else {
         return v;
     };
     match (major(old_version), major(version)) {

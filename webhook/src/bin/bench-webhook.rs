@@ -34,6 +34,24 @@ fn rss_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// CPU seconds (user + system) the process has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of /proc/pid/stat; 100 ticks per second on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 struct Server(Child);
 
 impl Drop for Server {
@@ -120,6 +138,10 @@ async fn saturate(addr: SocketAddr, ca: &[u8], body: Bytes, conns: usize) -> (f6
     )
 }
 
+/// Sends at a fixed arrival rate. A plain thread paces the arrivals (its sleeps are precise to
+/// microseconds, where tokio's timer has millisecond granularity) and hands each scheduled instant
+/// to an idle connection; latency is measured from that instant, so a slow answer that delays the
+/// next send is still counted (no coordinated omission).
 async fn fixed_rate(
     addr: SocketAddr,
     ca: &[u8],
@@ -127,20 +149,27 @@ async fn fixed_rate(
     rate: u64,
     conns: usize,
 ) -> (Vec<u64>, usize) {
-    let per_conn_interval = Duration::from_nanos(1_000_000_000 * conns as u64 / rate);
-    let total_per_conn = (PHASE.as_secs_f64() / per_conn_interval.as_secs_f64()) as u64;
-    let start = Instant::now() + Duration::from_millis(50);
+    let total = (rate as f64 * PHASE.as_secs_f64()) as u64;
+    let (tx, rx) = async_channel(total as usize);
+    let interval = Duration::from_nanos(1_000_000_000 / rate);
+    let pacer = std::thread::spawn(move || {
+        let start = Instant::now() + Duration::from_millis(20);
+        for n in 0..total {
+            let scheduled = start + interval * n as u32;
+            if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            if tx.send_blocking(scheduled).is_err() {
+                break;
+            }
+        }
+    });
     let mut tasks = Vec::new();
-    for (i, mut conn) in connections(addr, ca, conns).await.into_iter().enumerate() {
-        let body = body.clone();
-        // Stagger connections so arrivals are spread evenly.
-        let offset = per_conn_interval.mul_f64(i as f64 / conns as f64);
+    for mut conn in connections(addr, ca, conns).await {
+        let (rx, body) = (rx.clone(), body.clone());
         tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(total_per_conn as usize);
-            let mut errors = 0;
-            for n in 0..total_per_conn {
-                let scheduled = start + offset + per_conn_interval * n as u32;
-                tokio::time::sleep_until(scheduled.into()).await;
+            let (mut latencies, mut errors) = (Vec::new(), 0);
+            while let Ok(scheduled) = rx.recv().await {
                 match conn.post("/validate", body.clone()).await {
                     Ok((status, _)) if status == 200 => {
                         latencies.push(scheduled.elapsed().as_micros() as u64)
@@ -151,14 +180,40 @@ async fn fixed_rate(
             (latencies, errors)
         }));
     }
+    drop(rx);
     let (mut all, mut errors) = (Vec::new(), 0);
     for task in tasks {
         let (l, e) = task.await.unwrap();
         all.extend(l);
         errors += e;
     }
+    pacer.join().unwrap();
     all.sort_unstable();
     (all, errors)
+}
+
+fn async_channel(capacity: usize) -> (Pacer, Arrivals) {
+    let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+    (Pacer(tx), Arrivals(Arc::new(tokio::sync::Mutex::new(rx))))
+}
+
+/// Sending side of the arrivals, used from the pacing thread.
+struct Pacer(tokio::sync::mpsc::Sender<Instant>);
+
+impl Pacer {
+    fn send_blocking(&self, at: Instant) -> Result<(), ()> {
+        self.0.blocking_send(at).map_err(|_| ())
+    }
+}
+
+/// Receiving side shared by the connections: whichever is idle takes the next arrival.
+#[derive(Clone)]
+struct Arrivals(Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Instant>>>);
+
+impl Arrivals {
+    async fn recv(&self) -> Result<Instant, ()> {
+        self.0.lock().await.recv().await.ok_or(())
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -231,10 +286,13 @@ fn main() -> anyhow::Result<()> {
         // Warm-up.
         let _ = saturate(addr, &ca, body.clone(), 4).await;
         for conns in [8, 32] {
+            let cpu_before = cpu_seconds(pid);
             let (rps, errors) = saturate(addr, &ca, body.clone(), conns).await;
+            let server_cpu = cpu_seconds(pid) - cpu_before;
             let (rss, peak) = rss_kib(pid);
             println!(
-                "saturation, {conns} connections: {rps:.0} reviews/s, {errors} errors, RSS {:.1} MiB (peak {:.1} MiB)",
+                "saturation, {conns} connections: {rps:.0} reviews/s, {errors} errors, server CPU {:.0} us/review, RSS {:.1} MiB (peak {:.1} MiB)",
+                server_cpu * 1e6 / (rps * PHASE.as_secs_f64()),
                 rss as f64 / 1024.0,
                 peak as f64 / 1024.0
             );
