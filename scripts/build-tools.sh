@@ -18,13 +18,31 @@ exec 9>"$PGOP_CACHE/build/.lock"
 flock 9
 
 total_start=$SECONDS
-step() { # step NAME CMD...: runs CMD, prints how long it took
+BUILD_LOG_DIR=$PGOP_CACHE/build/logs
+mkdir -p "$BUILD_LOG_DIR"
+step() { # step NAME CMD...: runs CMD with its output in a log file, prints progress and timing
   local name=$1; shift
-  local t=$SECONDS
-  log "start: $name"
-  "$@"
+  local t=$SECONDS slog
+  slog=$BUILD_LOG_DIR/${name// /-}.log
+  log "start: $name (output: $slog)"
+  : >"$slog"
+  # Heartbeat while the step runs: the compile of kube-apiserver takes minutes.
+  ( while sleep 60; do log "  ... $name still building ($((SECONDS - t))s)"; done ) &
+  local hb=$!
+  local rc=0
+  # A background subshell keeps `set -e` in force inside the step (it is off under `||`).
+  ( set -e; "$@" ) >>"$slog" 2>&1 &
+  wait $! || rc=$?
+  kill "$hb" 2>/dev/null; wait "$hb" 2>/dev/null || true
+  if [ "$rc" -ne 0 ]; then
+    tail -n 40 "$slog" >&2
+    die "$name failed after $((SECONDS - t))s (full output: $slog)"
+  fi
   log "done:  $name ($((SECONDS - t))s)"
 }
+# substep MESSAGE: a progress line on the terminal (the step's own output goes to its log)
+substep() { log "  $*" 2>&3; }
+exec 3>&2
 
 have_all() { local d=$1; shift; for b in "$@"; do [ -x "$d/$b" ] || return 1; done; }
 
@@ -37,7 +55,7 @@ build_kubernetes() {
     go mod init local.pgop/k8sbins >/dev/null 2>&1
   fi
   go mod edit -go=1.26.0
-  log "  resolving k8s.io/kubernetes@$K8S_VERSION staging modules"
+  substep "resolving k8s.io/kubernetes@$K8S_VERSION staging modules"
   local kmod
   kmod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | python3 -c 'import json,sys;print(json.load(sys.stdin)["GoMod"])')
   local n=0
@@ -45,7 +63,7 @@ build_kubernetes() {
     go mod edit "-replace=$m=$m@$stg"; n=$((n + 1))
   done
   [ "$n" -gt 0 ] || die "found no staging replaces in $kmod"
-  log "  $n staging modules pinned to $stg; downloading modules"
+  substep "$n staging modules pinned to $stg; downloading modules"
   local pkgs="k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl"
   local p getargs=()
   for p in $pkgs; do getargs+=("$p@$K8S_VERSION"); done
@@ -55,7 +73,7 @@ build_kubernetes() {
   for pkg in $V $C; do
     ldf+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
   done
-  log "  compiling kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (slow on a cold cache)"
+  substep "compiling kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (slow on a cold cache)"
   mkdir -p "$w/bin"
   # shellcheck disable=SC2086
   go build -trimpath -tags=selinux,notest -ldflags "$ldf" -o "$w/bin/" $pkgs
@@ -68,7 +86,9 @@ build_etcd() {
   mkdir -p "$w" && cd "$w"
   [ -f go.mod ] || go mod init local.pgop/etcdbin >/dev/null 2>&1
   go mod edit -go=1.25.0
+  substep "downloading modules"
   go get -tool "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+  substep "compiling etcd"
   mkdir -p "$w/bin"
   go build -trimpath -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_VERSION" -o "$w/bin/etcd" go.etcd.io/etcd/server/v3
   "$w/bin/etcd" --version
@@ -78,6 +98,7 @@ build_etcd() {
 build_kwok() {
   local out=$BIN_KWOK
   rm -rf "$out.tmp" && mkdir -p "$out.tmp"
+  substep "downloading and compiling kwok"
   GOBIN=$out.tmp go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
   # The standalone kwok binary has no built-in stages: keep the upstream "fast" stage files beside it.
   local src=$GOMODCACHE/sigs.k8s.io/kwok@$KWOK_VERSION/kustomize/stage
@@ -94,6 +115,7 @@ build_helm() {
   local out=$BIN_HELM ver=$HELM_VERSION
   local minor; minor=$(echo "$K8S_VERSION" | cut -d. -f2)
   rm -rf "$out.tmp" && mkdir -p "$out.tmp"
+  substep "downloading and compiling helm"
   GOBIN=$out.tmp go install -trimpath \
     -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$ver -X helm.sh/helm/v3/internal/version.gitTreeState=clean -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor" \
     "helm.sh/helm/v3/cmd/helm@$ver"

@@ -20,11 +20,13 @@ stop_one() {
   pid=$(cat "$PIDS/$name.pid"); bin=$(cat "$PIDS/$name.bin" 2>/dev/null || echo "")
   if [ -n "$pid" ] && [ -n "$bin" ] && ours "$pid" "$bin"; then
     log "stopping $name (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
+    # up.sh started each component with setsid, so its PID is also its process group:
+    # signal the group to take any helper children (netwatch's ss/sleep) along.
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 100); do ours "$pid" "$bin" || break; sleep 0.2; done
     if ours "$pid" "$bin"; then
       log "$name did not exit after 20s; sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
       for _ in $(seq 1 25); do ours "$pid" "$bin" || break; sleep 0.2; done
     fi
     ours "$pid" "$bin" && die "could not stop $name (pid $pid)"

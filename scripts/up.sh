@@ -252,6 +252,9 @@ metadata:
     topology.kubernetes.io/region: local
 spec: {}
 status:
+  addresses:
+  - {type: InternalIP, address: 127.0.1.$((10 + i))}
+  - {type: Hostname, address: kwok-node-$i}
   allocatable: {cpu: "32", memory: 128Gi, pods: "110"}
   capacity: {cpu: "32", memory: 128Gi, pods: "110"}
 NODE
