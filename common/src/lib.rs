@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod crd;
+pub mod http;
 pub mod labels;
 pub mod naming;
 pub mod patterns;

@@ -81,43 +81,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         async move {
             tokio::join!(
                 crate::server::serve_admission(admission, state.clone(), tls, a),
-                crate::server::serve_admin(admin, state, b),
+                common::http::serve_admin(admin, state, b),
             )
         }
     });
-    shutdown_signal().await;
+    common::http::shutdown_signal().await;
     tracing::info!("shutting down: draining connections");
     let _ = stop_tx.send(true);
     let _ = servers.await;
     background.shutdown().await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler succeeds");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-}
-
-/// Installs the log subscriber: JSON lines or compact text, filtered by `RUST_LOG` (default info).
-pub fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.compact().init();
-    }
 }

@@ -20,7 +20,7 @@ fn main() -> anyhow::Result<()> {
         libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
     }
     let args = webhook::Args::parse();
-    webhook::app::init_logging(args.json_logs);
+    common::http::init_logging(args.json_logs);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

@@ -2,13 +2,12 @@
 
 use crate::review::{self, Endpoint, Inputs};
 use crate::state::State;
-use bytes::Bytes;
 use common::crd::Postgresql;
-use http_body_util::{BodyExt, Full, Limited};
+use common::http::{Body, DRAIN_TIMEOUT, builder, reply, text};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode, header};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use kube::Api;
 use std::convert::Infallible;
@@ -22,35 +21,6 @@ use tokio_rustls::TlsAcceptor;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the clone-source lookup may take; the API server gives the whole call at most 5 s.
 const LOOKUP_TIMEOUT: Duration = Duration::from_millis(1500);
-/// How long open connections get to finish after shutdown starts.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-
-type Body = Full<Bytes>;
-
-fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, content_type)
-        .body(Full::new(body.into()))
-        .expect("static response parts are valid")
-}
-
-fn text(status: StatusCode, message: impl Into<String>) -> Response<Body> {
-    reply(status, "text/plain; charset=utf-8", message.into())
-}
-
-fn builder(request_timeout: Duration) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(request_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(30)));
-    builder
-}
 
 /// Serves `/mutate` and `/validate` over TLS until `shutdown` completes, then drains.
 pub async fn serve_admission(
@@ -192,57 +162,5 @@ async fn lookup_version(state: &State, namespace: &str, name: &str) -> Option<St
             tracing::warn!(namespace, name, "looking up the clone source timed out");
             None
         }
-    }
-}
-
-/// Serves `/healthz`, `/readyz` and `/metrics` over plain HTTP until `shutdown` completes.
-pub async fn serve_admin(
-    listener: TcpListener,
-    state: Arc<State>,
-    shutdown: impl Future<Output = ()>,
-) {
-    let builder = builder(Duration::from_secs(10));
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(_) => continue,
-            },
-            () = &mut shutdown => break,
-        };
-        let (builder, state) = (builder.clone(), state.clone());
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(route_admin(&state, req.uri().path())) }
-            });
-            let _ = watcher
-                .watch(
-                    builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .into_owned(),
-                )
-                .await;
-        });
-    }
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
-}
-
-fn route_admin(state: &State, path: &str) -> Response<Body> {
-    match path {
-        "/healthz" => text(StatusCode::OK, "ok"),
-        "/readyz" => match state.not_ready_reason() {
-            None => text(StatusCode::OK, "ready"),
-            Some(reason) => text(StatusCode::SERVICE_UNAVAILABLE, reason),
-        },
-        "/metrics" => reply(
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            state.metrics.render(),
-        ),
-        other => text(StatusCode::NOT_FOUND, format!("no such endpoint {other}")),
     }
 }

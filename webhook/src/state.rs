@@ -27,15 +27,18 @@ pub struct State {
     pub request_timeout: std::time::Duration,
 }
 
-impl State {
-    /// Why the webhook is not ready, or `None` when it is.
-    pub fn not_ready_reason(&self) -> Option<&'static str> {
+impl common::http::Admin for State {
+    fn not_ready_reason(&self) -> Option<String> {
         if !self.config_loaded.load(Ordering::Acquire) {
-            Some("operator configuration not loaded yet")
+            Some("operator configuration not loaded yet".into())
         } else if !self.certs.is_loaded() {
-            Some("no valid serving certificate")
+            Some("no valid serving certificate".into())
         } else {
             None
         }
+    }
+
+    fn metrics(&self) -> String {
+        self.metrics.render()
     }
 }

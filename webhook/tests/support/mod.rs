@@ -89,11 +89,7 @@ pub async fn start(config: Config, controller_id: &str) -> Running {
         server_config(certs.clone()),
         stopped(rx.clone()),
     ));
-    tokio::spawn(webhook::server::serve_admin(
-        admin,
-        state.clone(),
-        stopped(rx),
-    ));
+    tokio::spawn(common::http::serve_admin(admin, state.clone(), stopped(rx)));
     tokio::spawn(certs.watch(Duration::from_millis(100)));
     Running {
         admission: admission_addr,
