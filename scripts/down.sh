@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 
 PIDS=$LOCAL_DIR/pids
 [ -d "$LOCAL_DIR" ] || { log "nothing to stop ($LOCAL_DIR does not exist)"; exit 0; }
-exec 9>"$LOCAL_DIR/.lock"
+exec 9>>"$LOCAL_DIR/.lock"
 flock -w 300 9 || die "another up.sh/down.sh holds $LOCAL_DIR/.lock for over 5 minutes"
 
 ours() { # ours PID BIN: the PID is alive and still runs the binary we started

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # variables are used by the scripts that source this file
 # Shared settings for the control-plane scripts. Source it; do not execute it.
 # Every version is pinned here; the cache directory names include the version, so bumping
 # a version makes build-tools.sh build the new one and leaves the old one alone.

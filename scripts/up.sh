@@ -25,7 +25,7 @@ command -v openssl >/dev/null || die "openssl is required (apt-get install opens
 command -v curl >/dev/null || die "curl is required (apt-get install curl)"
 
 # Only one up.sh/down.sh at a time per checkout.
-exec 9>"$LOCAL_DIR/.lock"
+exec 9>>"$LOCAL_DIR/.lock"
 flock -w 300 9 || die "another up.sh/down.sh holds $LOCAL_DIR/.lock for over 5 minutes"
 
 # ---------------------------------------------------------------------------------------------

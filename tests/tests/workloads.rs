@@ -9,6 +9,7 @@ use e2e::{TestNamespace, apply_yaml, cluster, eventually, eventually_with};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, PropagationPolicy};
 use kube::{Api, ResourceExt};
 
@@ -94,6 +95,21 @@ async fn statefulset_with_volume_claims_gets_running_pods_and_bound_pvcs() -> Re
             "PVC data-web-{i} is {phase:?}"
         );
     }
+    // The disruption controller counts the Ready pods for the PodDisruptionBudget.
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(c.client.clone(), &ns.name);
+    eventually("PDB web to count 2 healthy pods", || async {
+        let st = pdbs.get("web").await?.status.unwrap_or_default();
+        if st.current_healthy == 2 && st.disruptions_allowed == 1 {
+            Ok(())
+        } else {
+            bail!(
+                "currentHealthy={} disruptionsAllowed={}",
+                st.current_healthy,
+                st.disruptions_allowed
+            )
+        }
+    })
+    .await?;
     eventually("StatefulSet status to report 2 ready replicas", || async {
         let s = sts.get("web").await?;
         let ready = s.status.and_then(|s| s.ready_replicas).unwrap_or(0);
@@ -227,6 +243,13 @@ async fn deleting_an_owner_garbage_collects_owned_objects() -> Result<()> {
 }
 
 const STS: &str = r#"
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web}
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: web}}
+---
 apiVersion: v1
 kind: Service
 metadata: {name: web}

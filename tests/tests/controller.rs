@@ -1,0 +1,667 @@
+//! The controller on the real control plane: children, status, repair, scaling, deletion,
+//! ownership, least-privilege RBAC, crash recovery and leader election. Each test runs its own
+//! controller process scoped to its own namespace and configured by a ConfigMap there.
+
+use anyhow::{Context, Result, bail};
+use e2e::command::{kubectl, kubectl_with_stdin};
+use e2e::{cluster::cluster, namespace::TestNamespace, paths};
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Controller {
+    process: Child,
+    admin_port: u16,
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+impl Controller {
+    fn metric(&self, name: &str) -> Option<f64> {
+        let (_, body) = http_get(self.admin_port, "/metrics")?;
+        body.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
+    fn kill9(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-9", &self.process.id().to_string()])
+            .status();
+        let _ = self.process.wait();
+    }
+}
+
+fn controller_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .context("no target directory")?
+        .join("controller");
+    if !path.exists() {
+        bail!(
+            "{} is missing: build it with `cargo build -p controller` (make e2e does)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let status = text.get(9..12)?.parse().ok()?;
+    Some((
+        status,
+        text.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default(),
+    ))
+}
+
+async fn write_config(ns: &str, config: &[(&str, &str)]) -> Result<()> {
+    let mut data = serde_json::Map::new();
+    data.insert("enable_crd_registration".into(), json!("false"));
+    data.insert("resync_period".into(), json!("3s"));
+    data.insert("repair_period".into(), json!("3s"));
+    for (k, v) in config {
+        data.insert(k.to_string(), json!(v));
+    }
+    let configmap = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "postgres-operator", "namespace": ns}, "data": data});
+    kubectl_with_stdin(["apply", "-f", "-"], &configmap.to_string())
+        .await?
+        .ok()?;
+    Ok(())
+}
+
+struct Options<'a> {
+    controller_id: Option<&'a str>,
+    kubeconfig: Option<PathBuf>,
+    leader_election: bool,
+    identity: &'a str,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Self {
+            controller_id: None,
+            kubeconfig: None,
+            leader_election: false,
+            identity: "e2e",
+        }
+    }
+}
+
+async fn start_controller(ns: &str, options: Options<'_>) -> Result<Controller> {
+    let admin_port = free_port();
+    let log_path = paths::local_dir()
+        .join("logs")
+        .join(format!("controller-{ns}-{}.log", options.identity));
+    let log = std::fs::File::create(&log_path)?;
+    let mut command = Command::new(controller_binary()?);
+    command
+        .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+        .args([
+            "--leader-election",
+            if options.leader_election {
+                "true"
+            } else {
+                "false"
+            },
+        ])
+        .args(["--lease-seconds", "6", "--identity", options.identity])
+        .env(
+            "KUBECONFIG",
+            options.kubeconfig.unwrap_or_else(paths::kubeconfig),
+        )
+        .env("CONFIG_MAP_NAME", format!("{ns}/postgres-operator"))
+        .env("OPERATOR_NAMESPACE", ns)
+        .env("WATCHED_NAMESPACE", ns)
+        .env("RUST_LOG", "info,kube=warn")
+        .env_remove("POSTGRES_OPERATOR_CONFIGURATION_OBJECT")
+        .env_remove("CONTROLLER_ID")
+        .stdout(Stdio::null())
+        .stderr(log);
+    if let Some(id) = options.controller_id {
+        command.env("CONTROLLER_ID", id);
+    }
+    let controller = Controller {
+        process: command.spawn().context("starting the controller")?,
+        admin_port,
+    };
+    let started = Instant::now();
+    while http_get(admin_port, "/readyz").map(|(s, _)| s) != Some(200) {
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!(
+                "the controller did not become ready; see {}",
+                log_path.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(controller)
+}
+
+async fn setup(
+    prefix: &str,
+    config: &[(&str, &str)],
+) -> Result<(e2e::cluster::Cluster, TestNamespace)> {
+    let cluster = cluster().await?;
+    e2e::crds::install_crds(&cluster.client).await?;
+    let ns = TestNamespace::new(&cluster, prefix).await?;
+    write_config(&ns.name, config).await?;
+    Ok((cluster, ns))
+}
+
+fn minimal(name: &str, instances: i32) -> String {
+    format!(
+        "apiVersion: acid.zalan.do/v1\nkind: postgresql\nmetadata:\n  name: {name}\nspec:\n  teamId: acid\n  numberOfInstances: {instances}\n  postgresql:\n    version: \"17\"\n  volume:\n    size: 1Gi\n  users:\n    zalando: [superuser, createdb]\n    foo_user: []\n  databases:\n    foo: zalando\n"
+    )
+}
+
+async fn get(kind: &str, ns: &str, name: &str) -> Result<Value> {
+    let out = kubectl(["get", kind, name, "-n", ns, "-o", "json"])
+        .await?
+        .ok()?;
+    Ok(serde_json::from_str(&out.stdout)?)
+}
+
+async fn wait_status(ns: &str, name: &str, want: &str) -> Result<Value> {
+    e2e::eventually(&format!("postgresql {name} to be {want}"), || async {
+        let pg = get("postgresql", ns, name).await?;
+        match pg["status"]["PostgresClusterStatus"].as_str() {
+            Some(s) if s == want => Ok(pg),
+            other => bail!("status is {other:?}"),
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn minimal_cluster_gets_its_children_and_becomes_running() -> Result<()> {
+    let (_cluster, ns) = setup("ctl-minimal", &[]).await?;
+    let controller = start_controller(&ns.name, Options::default()).await?;
+    let n = ns.name.as_str();
+    kubectl_with_stdin(
+        ["apply", "-n", n, "-f", "-"],
+        &minimal("acid-minimal-cluster", 2),
+    )
+    .await?
+    .ok()?;
+    let pg = wait_status(n, "acid-minimal-cluster", "Running").await?;
+    assert_eq!(
+        pg["status"]["observedGeneration"],
+        pg["metadata"]["generation"]
+    );
+    let conditions = pg["status"]["conditions"]
+        .as_array()
+        .context("conditions")?;
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True"),
+        "{conditions:?}"
+    );
+
+    let sts = get("statefulset", n, "acid-minimal-cluster").await?;
+    assert_eq!(sts["spec"]["replicas"], 2);
+    assert_eq!(sts["spec"]["updateStrategy"]["type"], "OnDelete");
+    assert_eq!(sts["metadata"]["labels"]["application"], "spilo");
+    assert_eq!(
+        sts["metadata"]["labels"]["cluster-name"],
+        "acid-minimal-cluster"
+    );
+    assert_eq!(sts["metadata"]["labels"]["team"], "acid");
+    assert_eq!(
+        sts["spec"]["template"]["spec"]["containers"][0]["name"],
+        "postgres"
+    );
+    assert_eq!(
+        sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"],
+        "pgdata"
+    );
+    for service in ["acid-minimal-cluster", "acid-minimal-cluster-repl"] {
+        get("service", n, service).await?;
+    }
+    for secret in ["postgres", "standby", "zalando", "foo-user"] {
+        let s = get(
+            "secret",
+            n,
+            &format!("{secret}.acid-minimal-cluster.credentials.postgresql.acid.zalan.do"),
+        )
+        .await?;
+        assert!(s["data"]["password"].is_string(), "{secret}");
+    }
+    get(
+        "poddisruptionbudget",
+        n,
+        "postgres-acid-minimal-cluster-pdb",
+    )
+    .await?;
+    get(
+        "poddisruptionbudget",
+        n,
+        "postgres-acid-minimal-cluster-critical-op-pdb",
+    )
+    .await?;
+    get("serviceaccount", n, "postgres-pod").await?;
+    get("rolebinding", n, "postgres-pod").await?;
+    let events = kubectl([
+        "get",
+        "events",
+        "-n",
+        n,
+        "--field-selector",
+        "involvedObject.name=acid-minimal-cluster",
+        "-o",
+        "json",
+    ])
+    .await?
+    .ok()?;
+    assert!(
+        events
+            .stdout
+            .contains("StatefulSet acid-minimal-cluster created"),
+        "{events}"
+    );
+
+    // An unchanged cluster costs no writes on resync (resync_period is 3s here).
+    let before = controller
+        .metric("pg_controller_api_writes_total")
+        .context("writes metric")?;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let after = controller
+        .metric("pg_controller_api_writes_total")
+        .context("writes metric")?;
+    assert_eq!(
+        before, after,
+        "a sync of an unchanged cluster must make no API writes"
+    );
+    assert!(
+        controller
+            .metric("pg_controller_reconciles_total")
+            .unwrap_or(0.0)
+            >= 3.0
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn scaling_and_repair() -> Result<()> {
+    let (_cluster, ns) = setup("ctl-scale", &[]).await?;
+    let _controller = start_controller(&ns.name, Options::default()).await?;
+    let n = ns.name.as_str();
+    kubectl_with_stdin(["apply", "-n", n, "-f", "-"], &minimal("acid-scale", 2))
+        .await?
+        .ok()?;
+    wait_status(n, "acid-scale", "Running").await?;
+    for replicas in [3, 2] {
+        kubectl_with_stdin(
+            ["apply", "-n", n, "-f", "-"],
+            &minimal("acid-scale", replicas),
+        )
+        .await?
+        .ok()?;
+        e2e::eventually(
+            &format!("the StatefulSet to have {replicas} replicas"),
+            || async {
+                let sts = get("statefulset", n, "acid-scale").await?;
+                if sts["spec"]["replicas"] == replicas {
+                    Ok(())
+                } else {
+                    bail!("replicas {}", sts["spec"]["replicas"])
+                }
+            },
+        )
+        .await?;
+        wait_status(n, "acid-scale", "Running").await?;
+    }
+    // A deleted child comes back through the watch, not at the next period.
+    kubectl(["delete", "service", "acid-scale-repl", "-n", n])
+        .await?
+        .ok()?;
+    let started = Instant::now();
+    e2e::eventually("the replica service to come back", || async {
+        get("service", n, "acid-scale-repl").await.map(|_| ())
+    })
+    .await?;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "repair took {:?}",
+        started.elapsed()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn invalid_manifests_are_reported_not_built() -> Result<()> {
+    let (_cluster, ns) = setup("ctl-invalid", &[]).await?;
+    let _controller = start_controller(&ns.name, Options::default()).await?;
+    let n = ns.name.as_str();
+    let bad = minimal("acid-invalid", 1).replace("    foo: zalando\n", "    foo: nobody\n");
+    kubectl_with_stdin(["apply", "-n", n, "-f", "-"], &bad)
+        .await?
+        .ok()?;
+    let pg = wait_status(n, "acid-invalid", "Invalid").await?;
+    let message = pg["status"]["conditions"][1]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains("spec.databases.foo: owner \"nobody\" is not declared"),
+        "{message}"
+    );
+    kubectl(["get", "statefulset", "acid-invalid", "-n", n])
+        .await?
+        .failed()?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn deletion_respects_protection() -> Result<()> {
+    let config = [
+        ("delete_annotation_date_key", "delete-date"),
+        ("delete_annotation_name_key", "delete-clustername"),
+    ];
+    let (_cluster, ns) = setup("ctl-delete", &config).await?;
+    let _controller = start_controller(&ns.name, Options::default()).await?;
+    let n = ns.name.as_str();
+    for name in ["acid-protected", "acid-annotated"] {
+        kubectl_with_stdin(["apply", "-n", n, "-f", "-"], &minimal(name, 1))
+            .await?
+            .ok()?;
+        wait_status(n, name, "Running").await?;
+    }
+    // Without the webhook the delete goes through; the controller keeps the children.
+    kubectl(["delete", "postgresql", "acid-protected", "-n", n])
+        .await?
+        .ok()?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    get("statefulset", n, "acid-protected").await?;
+    get("service", n, "acid-protected").await?;
+
+    let today = chrono_today();
+    kubectl([
+        "annotate",
+        "postgresql",
+        "acid-annotated",
+        "-n",
+        n,
+        &format!("delete-date={today}"),
+        "delete-clustername=acid-annotated",
+    ])
+    .await?
+    .ok()?;
+    kubectl(["delete", "postgresql", "acid-annotated", "-n", n])
+        .await?
+        .ok()?;
+    e2e::eventually("the children of acid-annotated to be deleted", || async {
+        for (kind, name) in [
+            ("statefulset", "acid-annotated"),
+            ("service", "acid-annotated"),
+            ("service", "acid-annotated-repl"),
+            ("poddisruptionbudget", "postgres-acid-annotated-pdb"),
+        ] {
+            if kubectl(["get", kind, name, "-n", n]).await?.success() {
+                bail!("{kind} {name} still exists");
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(())
+}
+
+fn chrono_today() -> String {
+    let days = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400) as i64;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+#[tokio::test]
+async fn another_controller_id_is_left_alone() -> Result<()> {
+    let (_cluster, ns) = setup("ctl-owner", &[]).await?;
+    let _controller = start_controller(
+        &ns.name,
+        Options {
+            controller_id: Some("first"),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let n = ns.name.as_str();
+    let foreign = minimal("acid-foreign", 1).replace(
+        "metadata:\n  name: acid-foreign\n",
+        "metadata:\n  name: acid-foreign\n  annotations:\n    acid.zalan.do/controller: second\n",
+    );
+    let mine = minimal("acid-mine", 1).replace(
+        "metadata:\n  name: acid-mine\n",
+        "metadata:\n  name: acid-mine\n  annotations:\n    acid.zalan.do/controller: first\n",
+    );
+    kubectl_with_stdin(["apply", "-n", n, "-f", "-"], &foreign)
+        .await?
+        .ok()?;
+    kubectl_with_stdin(["apply", "-n", n, "-f", "-"], &mine)
+        .await?
+        .ok()?;
+    wait_status(n, "acid-mine", "Running").await?;
+    kubectl(["get", "statefulset", "acid-foreign", "-n", n])
+        .await?
+        .failed()?;
+    assert!(get("postgresql", n, "acid-foreign").await?["status"].is_null());
+    Ok(())
+}
+
+/// A kubeconfig that authenticates as the controller's ServiceAccount from manifests/.
+async fn service_account_kubeconfig(ns: &str) -> Result<PathBuf> {
+    let rbac = std::fs::read_to_string(paths::repo_root().join("manifests/controller/rbac.yaml"))?;
+    kubectl(["create", "namespace", "postgres-operator"]).await?;
+    kubectl_with_stdin(["apply", "-f", "-"], &rbac)
+        .await?
+        .ok()?;
+    let token = kubectl([
+        "create",
+        "token",
+        "postgres-operator",
+        "-n",
+        "postgres-operator",
+        "--duration=2h",
+    ])
+    .await?
+    .ok()?
+    .stdout
+    .trim()
+    .to_string();
+    let admin: Value = serde_yaml::from_str(&std::fs::read_to_string(paths::kubeconfig())?)?;
+    let cluster = admin["clusters"][0]["cluster"].clone();
+    let config = json!({
+        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+        "clusters": [{"name": "local", "cluster": cluster}],
+        "users": [{"name": "sa", "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "local", "user": "sa", "namespace": ns}}],
+    });
+    let path = paths::local_dir().join(format!("kubeconfig-sa-{ns}"));
+    std::fs::write(&path, serde_yaml::to_string(&config)?)?;
+    Ok(path)
+}
+
+#[tokio::test]
+async fn runs_under_its_least_privileged_service_account_and_survives_kill_9() -> Result<()> {
+    let (_cluster, ns) = setup("ctl-rbac", &[]).await?;
+    let kubeconfig = service_account_kubeconfig(&ns.name).await?;
+    let n = ns.name.as_str();
+    let mut controller = start_controller(
+        n,
+        Options {
+            kubeconfig: Some(kubeconfig.clone()),
+            ..Default::default()
+        },
+    )
+    .await?;
+    kubectl_with_stdin(["apply", "-n", n, "-f", "-"], &minimal("acid-rbac", 2))
+        .await?
+        .ok()?;
+    // Kill the controller in the middle of its work, then start it again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    controller.kill9();
+    let _again = start_controller(
+        n,
+        Options {
+            kubeconfig: Some(kubeconfig),
+            identity: "again",
+            ..Default::default()
+        },
+    )
+    .await?;
+    wait_status(n, "acid-rbac", "Running").await?;
+    let secrets = kubectl([
+        "get",
+        "secrets",
+        "-n",
+        n,
+        "-l",
+        "cluster-name=acid-rbac",
+        "-o",
+        "name",
+    ])
+    .await?
+    .ok()?;
+    assert_eq!(
+        secrets.stdout.lines().count(),
+        4,
+        "one secret per user, no duplicates: {secrets}"
+    );
+    let sts = kubectl(["get", "statefulsets", "-n", n, "-o", "name"])
+        .await?
+        .ok()?;
+    assert_eq!(sts.stdout.lines().count(), 1, "{sts}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn two_replicas_never_act_at_once_and_fail_over() -> Result<()> {
+    let (_cluster, ns) = setup("ctl-leader", &[]).await?;
+    let n = ns.name.as_str();
+    let mut first = start_controller(
+        n,
+        Options {
+            leader_election: true,
+            identity: "first",
+            ..Default::default()
+        },
+    )
+    .await?;
+    let second = start_controller(
+        n,
+        Options {
+            leader_election: true,
+            identity: "second",
+            ..Default::default()
+        },
+    )
+    .await?;
+    kubectl_with_stdin(["apply", "-n", n, "-f", "-"], &minimal("acid-leader", 1))
+        .await?
+        .ok()?;
+    wait_status(n, "acid-leader", "Running").await?;
+    let writes = |c: &Controller| c.metric("pg_controller_api_writes_total").unwrap_or(0.0);
+    assert!(
+        writes(&first) == 0.0 || writes(&second) == 0.0,
+        "only the leader writes: {} and {}",
+        writes(&first),
+        writes(&second)
+    );
+    let lease = get("lease", n, "postgres-operator-leader").await?;
+    let holder = lease["spec"]["holderIdentity"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(holder == "first" || holder == "second", "{lease}");
+    if holder == "first" {
+        first.kill9();
+    } else {
+        drop(second);
+        // keep `first` as the survivor
+        let started = Instant::now();
+        e2e::eventually("the other replica to take over", || async {
+            let lease = get("lease", n, "postgres-operator-leader").await?;
+            if lease["spec"]["holderIdentity"] == "first" {
+                Ok(())
+            } else {
+                bail!("holder {}", lease["spec"]["holderIdentity"])
+            }
+        })
+        .await?;
+        assert!(
+            started.elapsed() <= Duration::from_secs(15),
+            "failover took {:?}",
+            started.elapsed()
+        );
+        return Ok(());
+    }
+    let started = Instant::now();
+    e2e::eventually("the other replica to take over", || async {
+        let lease = get("lease", n, "postgres-operator-leader").await?;
+        if lease["spec"]["holderIdentity"] == "second" {
+            Ok(())
+        } else {
+            bail!("holder {}", lease["spec"]["holderIdentity"])
+        }
+    })
+    .await?;
+    assert!(
+        started.elapsed() <= Duration::from_secs(15),
+        "failover took {:?}",
+        started.elapsed()
+    );
+    // The new leader acts: a change is reconciled.
+    kubectl_with_stdin(["apply", "-n", n, "-f", "-"], &minimal("acid-leader", 2))
+        .await?
+        .ok()?;
+    e2e::eventually("the new leader to scale", || async {
+        let sts = get("statefulset", n, "acid-leader").await?;
+        if sts["spec"]["replicas"] == 2 {
+            Ok(())
+        } else {
+            bail!("replicas {}", sts["spec"]["replicas"])
+        }
+    })
+    .await?;
+    Ok(())
+}
