@@ -48,7 +48,7 @@ for name in pgop-controller pgop-webhook kwok kube-scheduler kube-controller-man
   stop_one "$name"
 done
 
-rm -rf "$LOCAL_DIR/state" "$LOCAL_DIR/pki" "$LOCAL_DIR/pids" "$LOCAL_DIR/postgres" "$KUBECONFIG_LOCAL"
+rm -rf "$LOCAL_DIR/state" "$LOCAL_DIR/pki" "$LOCAL_DIR/pids" "$LOCAL_DIR/postgres" "$LOCAL_DIR/helm" "$KUBECONFIG_LOCAL"
 if [ "${KEEP_LOGS:-1}" = 0 ]; then rm -rf "$LOCAL_DIR/logs"; fi
 # hostPath volumes provisioned by kube-controller-manager (directories nothing ever mounted).
 rm -rf /tmp/hostpath_pv
