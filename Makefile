@@ -6,7 +6,7 @@ export KUBECONFIG_LOCAL := $(CURDIR)/.local/kubeconfig
 
 CARGO ?= cargo
 
-.PHONY: all build tools up down demo test unit e2e crds crds-check fmt lint bench bench-capacity clean-local bench-webhook
+.PHONY: all build tools up down demo test unit e2e crds crds-check fmt lint bench bench-capacity clean-local bench-webhook bench-controller
 
 all: build
 
@@ -50,9 +50,16 @@ bench-capacity: tools
 	scripts/up.sh
 	$(CARGO) run --release -p e2e --bin bench-capacity
 
-bench: bench-capacity bench-webhook
+bench: bench-capacity bench-webhook bench-controller
 
 ## Admission webhook throughput, latency and memory (see BENCHMARKS.md).
 bench-webhook:
 	$(CARGO) build --release -p webhook --bins
-	$(CARGO_TARGET_DIR)/release/bench-webhook
+	$(CARGO_TARGET_DIR)/release/bench-webhook bench-controller
+
+## Controller convergence, API requests, latency and memory at 100 and 1000 clusters (BENCHMARKS.md).
+bench-controller: tools
+	scripts/up.sh
+	kubectl --kubeconfig $(KUBECONFIG_LOCAL) apply --server-side -f crds/ >/dev/null 2>&1 || $(PGOP_CACHE)/bin/kubectl --kubeconfig $(KUBECONFIG_LOCAL) apply --server-side -f crds/
+	$(CARGO) build --release -p controller --bins
+	$(CARGO_TARGET_DIR)/release/bench-controller

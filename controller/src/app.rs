@@ -1,0 +1,249 @@
+//! Wiring: configuration, CRD, caches, the controller loop, leader election and shutdown.
+
+use crate::args::Args;
+use crate::context::Context;
+use crate::metrics::Metrics;
+use crate::reconcile::{error_policy, reconcile};
+use crate::stores::{self, Stores, api, owner_of, reflect, selector};
+use arc_swap::ArcSwap;
+use common::config::{self, ConfigSource, Environment, WatchScope};
+use common::crd::Postgresql;
+use futures::StreamExt;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{Controller, controller, watcher};
+use kube::{Api, Client, ResourceExt};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Runs the controller until SIGTERM or Ctrl-C.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let namespace = config::source::operator_namespace(args.operator_namespace.clone());
+    let env = Environment::from_lookup(|k| std::env::var(k).ok(), namespace.clone());
+    let source = ConfigSource::select(&env).map_err(anyhow::Error::msg)?;
+    let client = Client::try_default()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach the Kubernetes API: {e}"))?;
+    let loaded = config::fetch::fetch(&client, &source).await?;
+    for warning in &loaded.warnings {
+        tracing::warn!(option = %warning.key, "{warning}");
+    }
+    if args.print_config {
+        print!("{}", serde_yaml::to_string(&loaded.config)?);
+        return Ok(());
+    }
+    let config = loaded.config.clone();
+    if config.enable_crd_registration {
+        crate::crd_registration::register(&client, &config.crd_categories).await?;
+    }
+    let scope = WatchScope::resolve(&env, &config);
+    let watched = match &scope {
+        WatchScope::All => None,
+        WatchScope::Namespace(ns) => Some(ns.clone()),
+    };
+    tracing::info!(?source, ?scope, controller_id = %env.controller_id(), "starting");
+
+    // Child caches, narrowed by the cluster labels: never every Secret of the cluster.
+    let children = watcher::Config::default()
+        .labels(&selector(&config.kubernetes.cluster_labels))
+        .any_semantic();
+    let ns = watched.as_deref();
+    let (statefulsets, sts_stream) = reflect(api(&client, ns), children.clone());
+    let (services, svc_stream) = reflect(api(&client, ns), children.clone());
+    let (endpoints, ep_stream) = reflect(api(&client, ns), children.clone());
+    let (secrets, secret_stream) = reflect(api(&client, ns), children.clone());
+    let (pdbs, pdb_stream) = reflect(api(&client, ns), children.clone());
+    let sa_name = config.kubernetes.pod_service_account_name.clone();
+    let rb_name = crate::build::pod_role_binding(&config, "x")
+        .ok()
+        .and_then(|rb| rb.metadata.name)
+        .unwrap_or_else(|| sa_name.clone());
+    let (service_accounts, sa_stream) = reflect(
+        api(&client, ns),
+        watcher::Config::default().fields(&format!("metadata.name={sa_name}")),
+    );
+    let (role_bindings, rb_stream) = reflect(
+        api(&client, ns),
+        watcher::Config::default().fields(&format!("metadata.name={rb_name}")),
+    );
+    let stores = Stores {
+        statefulsets,
+        services,
+        endpoints,
+        secrets,
+        pdbs,
+        service_accounts,
+        role_bindings,
+    };
+
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| format!("controller-{}", std::process::id()))
+    });
+    let reporter = Reporter {
+        controller: "postgres-operator".into(),
+        instance: Some(identity.clone()),
+    };
+    let leading = Arc::new(AtomicBool::new(!args.leader_election));
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        config: ArcSwap::from_pointee(loaded),
+        controller_id: env.controller_id().to_string(),
+        stores: stores.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        metrics: Metrics::default(),
+        caches_ready: AtomicBool::new(false),
+        leading: leading.clone(),
+    });
+
+    let mut background = tokio::task::JoinSet::new();
+    background.spawn(stores::drain(sa_stream));
+    background.spawn(stores::drain(rb_stream));
+    background.spawn(follow_config(client.clone(), source, ctx.clone()));
+    background.spawn(watch_deletions(api::<Postgresql>(&client, ns), ctx.clone()));
+    if args.leader_election {
+        let election = crate::leader::Election {
+            namespace: namespace.clone(),
+            name: args.lease_name.clone(),
+            identity,
+            duration: Duration::from_secs(args.lease_seconds.max(2)),
+            renew: Duration::from_secs((args.lease_seconds / 3).max(1)),
+        };
+        background.spawn(crate::leader::run(
+            client.clone(),
+            election,
+            leading.clone(),
+        ));
+    }
+    {
+        let ctx = ctx.clone();
+        background.spawn(async move {
+            if ctx.stores.wait_until_ready().await.is_ok() {
+                ctx.caches_ready.store(true, Ordering::Release);
+                tracing::info!("caches synced");
+            }
+        });
+    }
+    let admin = tokio::net::TcpListener::bind(args.admin_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.admin_listen))?;
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let admin_task = tokio::spawn(common::http::serve_admin(admin, ctx.clone(), {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }));
+
+    let label = config.kubernetes.cluster_name_label.clone();
+    let pg_api: Api<Postgresql> = api(&client, ns);
+    let controller = Controller::new(pg_api, watcher::Config::default().any_semantic())
+        .with_config(controller::Config::default().concurrency(args.concurrency))
+        .watches_stream(sts_stream, to_cluster(label.clone()))
+        .watches_stream(svc_stream, to_cluster(label.clone()))
+        .watches_stream(ep_stream, to_cluster(label.clone()))
+        .watches_stream(secret_stream, to_cluster(label.clone()))
+        .watches_stream(pdb_stream, to_cluster(label.clone()))
+        .graceful_shutdown_on(async move {
+            common::http::shutdown_signal().await;
+            tracing::info!("shutting down");
+            let _ = stop_tx.send(true);
+        });
+    let status_gauges = tokio::spawn(update_status_gauges(controller.store(), ctx.clone()));
+    controller
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "reconcile ended with an error");
+            }
+        })
+        .await;
+    let _ = stop_rx.wait_for(|s| *s).await;
+    status_gauges.abort();
+    let _ = admin_task.await;
+    background.shutdown().await;
+    Ok(())
+}
+
+/// Maps a changed child to the cluster named by its cluster-name label.
+fn to_cluster<K: kube::Resource>(
+    label: String,
+) -> impl Fn(K) -> Option<kube::runtime::reflector::ObjectRef<Postgresql>> + Send + Sync + 'static {
+    move |child| owner_of(&child, &label)
+}
+
+async fn follow_config(client: Client, source: ConfigSource, ctx: Arc<Context>) {
+    let mut updates = config::watch::watch(client, source);
+    while let Some(update) = updates.next().await {
+        match update {
+            Ok(loaded) => {
+                if loaded.config != ctx.config.load().config {
+                    tracing::info!(
+                        "operator configuration changed and applied (label and namespace options need a restart)"
+                    );
+                }
+                ctx.config.store(Arc::new(loaded));
+            }
+            Err(invalid) => tracing::error!("{invalid}; keeping the previous configuration"),
+        }
+    }
+}
+
+/// Deleted clusters are gone from every cache; their last state arrives only as a watch delete
+/// event, which is when children the garbage collector does not own are removed.
+async fn watch_deletions(api: Api<Postgresql>, ctx: Arc<Context>) {
+    let mut events = std::pin::pin!(kube::runtime::WatchStreamExt::default_backoff(watcher(
+        api,
+        watcher::Config::default()
+    )));
+    while let Some(event) = events.next().await {
+        let Ok(watcher::Event::Delete(pg)) = event else {
+            continue;
+        };
+        let config = ctx.config.load_full();
+        if !ctx.leading.load(Ordering::Acquire)
+            || config.config.kubernetes.enable_finalizers
+            || !common::rules::ownership::is_owned_by(
+                pg.metadata.annotations.as_ref(),
+                &ctx.controller_id,
+            )
+        {
+            continue;
+        }
+        if let Err(error) = crate::deletion::cleanup(&ctx, &pg).await {
+            tracing::error!(cluster = %pg.name_any(), %error, "cleaning up the deleted cluster failed");
+        }
+    }
+}
+
+async fn update_status_gauges(
+    store: kube::runtime::reflector::Store<Postgresql>,
+    ctx: Arc<Context>,
+) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let mut counts = std::collections::BTreeMap::<String, i64>::new();
+        for pg in store.state() {
+            let status = pg
+                .status
+                .as_ref()
+                .map(|s| s.postgres_cluster_status.to_string())
+                .unwrap_or_default();
+            *counts
+                .entry(if status.is_empty() {
+                    "Unknown".into()
+                } else {
+                    status
+                })
+                .or_default() += 1;
+        }
+        ctx.metrics.clusters.clear();
+        for (status, count) in counts {
+            ctx.metrics
+                .clusters
+                .get_or_create(&crate::metrics::StatusLabels { status })
+                .set(count);
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! Pure builders of a cluster's child objects (Zalando's `k8sres.go` shapes and names).
+//!
+//! Nothing here talks to the API server: [`build`] turns the configuration and one `postgresql`
+//! into the desired StatefulSet, Services, Endpoints and PodDisruptionBudgets; [`secrets`] lists
+//! the user Secrets (created once by the caller, never updated); [`pod_service_account`] and
+//! [`pod_role_binding`] give the per-namespace RBAC objects of the database pods.
+//!
+//! Quantities are emitted in the API server's canonical form ([`quantity::canonical`]), so a
+//! StatefulSet read back from the server compares equal to a freshly built one.
+
+mod env;
+pub mod pdb;
+pub mod quantity;
+pub mod rbac;
+mod resources;
+pub mod secrets;
+pub mod services;
+mod spilo;
+pub mod statefulset;
+mod volumes;
+
+pub use rbac::{pod_role_binding, pod_service_account};
+pub use secrets::{password, secrets};
+
+use common::config::Config;
+use common::crd::Postgresql;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Endpoints, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use std::collections::BTreeMap;
+
+/// Everything desired for one cluster except Secrets (passwords are random, created once).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Desired {
+    /// The Spilo StatefulSet `<cluster>`.
+    pub statefulset: StatefulSet,
+    /// The master Service `<cluster>` and the replica Service `<cluster>-repl`.
+    pub services: Vec<Service>,
+    /// The master Endpoints `<cluster>` (only when Patroni keeps its state in Endpoints).
+    pub endpoints: Vec<Endpoints>,
+    /// The primary and the critical-operation PodDisruptionBudgets.
+    pub pdbs: Vec<PodDisruptionBudget>,
+}
+
+/// A manifest or configuration value the builders cannot turn into an object. Each message names
+/// the field or option and the offending value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    /// A resource quantity that does not parse.
+    #[error("{field}: {value:?} is not a valid Kubernetes quantity")]
+    InvalidQuantity {
+        /// Manifest field or configuration option.
+        field: String,
+        /// The value as written.
+        value: String,
+    },
+    /// A configuration option with a value the builders do not know.
+    #[error("configuration option {option}: {value:?} is invalid: {expected}")]
+    InvalidOption {
+        /// Option name.
+        option: String,
+        /// The value as written.
+        value: String,
+        /// What would be accepted.
+        expected: String,
+    },
+    /// A manifest field with a value the builders cannot use.
+    #[error("{field}: {value:?} is invalid: {expected}")]
+    InvalidField {
+        /// Manifest field.
+        field: String,
+        /// The value as written.
+        value: String,
+        /// What would be accepted.
+        expected: String,
+    },
+    /// A manifest feature switched off in the configuration.
+    #[error("{field} is set but {option} is false in the operator configuration")]
+    Disabled {
+        /// Manifest field.
+        field: String,
+        /// Configuration option that disables it.
+        option: String,
+    },
+}
+
+/// Builds every desired object of a cluster except Secrets.
+///
+/// `owner`: `Some` when `enable_owner_references` is on (a controller reference to the
+/// `postgresql`); it goes on every built object except the PVC template.
+pub fn build(
+    config: &Config,
+    pg: &Postgresql,
+    owner: Option<&OwnerReference>,
+) -> Result<Desired, BuildError> {
+    Ok(Desired {
+        statefulset: statefulset::statefulset(config, pg, owner)?,
+        services: services::services(config, pg, owner),
+        endpoints: services::endpoints(config, pg, owner),
+        pdbs: pdb::pdbs(config, pg, owner),
+    })
+}
+
+/// Patroni keeps its state in ConfigMaps (Zalando's `patroniKubernetesUseConfigMaps`): only when
+/// it uses the Kubernetes API as DCS at all (no `etcd_host`) and `kubernetes_use_configmaps` is on.
+pub fn uses_configmaps(config: &Config) -> bool {
+    config.etcd_host.is_empty() && config.kubernetes_use_configmaps
+}
+
+/// Metadata of a child in the cluster's namespace.
+pub(crate) fn meta(
+    pg: &Postgresql,
+    name: String,
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+    owner: Option<&OwnerReference>,
+) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: pg.metadata.namespace.clone(),
+        labels: Some(labels),
+        annotations: non_empty(annotations),
+        owner_references: owner.map(|o| vec![o.clone()]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// `None` for an empty map, so a built object carries no field the API server would drop.
+pub(crate) fn non_empty<K: Ord, V>(map: BTreeMap<K, V>) -> Option<BTreeMap<K, V>> {
+    (!map.is_empty()).then_some(map)
+}
+
+/// The cluster namespace (`default` when the manifest has none, as the API server would set).
+pub(crate) fn namespace(pg: &Postgresql) -> &str {
+    pg.metadata.namespace.as_deref().unwrap_or("default")
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use common::config::Config;
+    use common::crd::Postgresql;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    pub const MINIMAL: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../manifests/minimal-postgres-manifest.yaml"
+    ));
+    pub const COMPLETE: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../manifests/complete-postgres-manifest.yaml"
+    ));
+    pub const FIXTURE: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/build/cluster.yaml"
+    ));
+
+    /// Parses a manifest and gives it a namespace and uid as the API server would.
+    pub fn pg(yaml: &str) -> Postgresql {
+        let mut pg: Postgresql = serde_yaml::from_str(yaml).expect("fixture parses");
+        pg.metadata
+            .namespace
+            .get_or_insert_with(|| "default".into());
+        pg.metadata
+            .uid
+            .get_or_insert_with(|| "0c4b6f0e-1111-2222-3333-444455556666".into());
+        pg
+    }
+
+    pub fn minimal() -> Postgresql {
+        pg(MINIMAL)
+    }
+
+    pub fn complete() -> Postgresql {
+        pg(COMPLETE)
+    }
+
+    pub fn fixture() -> Postgresql {
+        pg(FIXTURE)
+    }
+
+    pub fn config() -> Config {
+        Config::default()
+    }
+
+    pub fn owner(pg: &Postgresql) -> OwnerReference {
+        OwnerReference {
+            api_version: "acid.zalan.do/v1".into(),
+            kind: "postgresql".into(),
+            name: pg.cluster_name().into(),
+            uid: pg.metadata.uid.clone().unwrap_or_default(),
+            controller: Some(true),
+            block_owner_deletion: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
+
+    #[test]
+    fn owner_references_on_every_object_but_pvc_templates() {
+        let pg = minimal();
+        let reference = owner(&pg);
+        let desired = build(&config(), &pg, Some(&reference)).unwrap();
+        let expected = Some(vec![reference]);
+        assert_eq!(desired.statefulset.metadata.owner_references, expected);
+        let templates = desired
+            .statefulset
+            .spec
+            .as_ref()
+            .unwrap()
+            .volume_claim_templates
+            .as_ref()
+            .unwrap();
+        assert!(
+            templates
+                .iter()
+                .all(|t| t.metadata.owner_references.is_none())
+        );
+        assert!(
+            desired
+                .services
+                .iter()
+                .all(|s| s.metadata.owner_references == expected)
+        );
+        assert!(
+            desired
+                .pdbs
+                .iter()
+                .all(|p| p.metadata.owner_references == expected)
+        );
+
+        let desired = build(&config(), &pg, None).unwrap();
+        assert!(desired.statefulset.metadata.owner_references.is_none());
+        assert!(
+            desired
+                .services
+                .iter()
+                .all(|s| s.metadata.owner_references.is_none())
+        );
+    }
+
+    #[test]
+    fn complete_manifest_builds() {
+        let desired = build(&config(), &complete(), None).unwrap();
+        assert_eq!(desired.services.len(), 2);
+        assert_eq!(desired.pdbs.len(), 2);
+        // ConfigMaps are the default DCS store: no Endpoints.
+        assert!(desired.endpoints.is_empty());
+    }
+}

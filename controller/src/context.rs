@@ -1,0 +1,44 @@
+//! What every reconcile shares.
+
+use crate::metrics::Metrics;
+use crate::stores::Stores;
+use arc_swap::ArcSwap;
+use common::config::Loaded;
+use kube::Client;
+use kube::runtime::events::Recorder;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Shared state of the controller.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// The current configuration.
+    pub config: ArcSwap<Loaded>,
+    /// `CONTROLLER_ID` ("" when unset).
+    pub controller_id: String,
+    /// Child caches.
+    pub stores: Stores,
+    /// Event publisher.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Whether every cache has synced.
+    pub caches_ready: AtomicBool,
+    /// Whether this replica holds the lease (always true without leader election).
+    pub leading: Arc<AtomicBool>,
+}
+
+impl common::http::Admin for Context {
+    fn not_ready_reason(&self) -> Option<String> {
+        if !self.caches_ready.load(Ordering::Acquire) {
+            Some("caches are not synced yet".into())
+        } else {
+            None
+        }
+    }
+
+    fn metrics(&self) -> String {
+        self.metrics.render()
+    }
+}

@@ -1,0 +1,20 @@
+//! The controller: turns every `postgresql` into its Kubernetes objects, keeps them in sync and
+//! reports status.
+//!
+//! A reconcile is `dereference → validate → build → apply → status`: the objects come from the
+//! caches, validation uses the webhook's rule functions (`common::rules`), [`build`] is pure, and
+//! applying skips every object whose cached state already matches, so a sync of an unchanged
+//! cluster makes no API call.
+
+pub mod app;
+pub mod apply;
+pub mod args;
+pub mod build;
+pub mod context;
+pub mod crd_registration;
+pub mod deletion;
+pub mod leader;
+pub mod metrics;
+pub mod reconcile;
+pub mod status;
+pub mod stores;

@@ -1,0 +1,101 @@
+//! Prometheus metrics of the controller.
+
+use prometheus_client::encoding::{EncodeLabelSet, text::encode};
+use prometheus_client::metrics::{
+    counter::Counter, family::Family, gauge::Gauge, histogram::Histogram,
+};
+use prometheus_client::registry::Registry;
+use std::time::Duration;
+
+/// A failure category.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// Short stable name of what failed.
+    pub reason: String,
+}
+
+/// A cluster status value.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    /// PostgresClusterStatus.
+    pub status: String,
+}
+
+/// Counters of reconciles and their outcome.
+pub struct Metrics {
+    registry: Registry,
+    /// Reconciles run.
+    pub reconciles: Counter,
+    /// Failed reconciles by reason.
+    pub failures: Family<ReasonLabels, Counter>,
+    /// Reconcile duration.
+    pub duration: Histogram,
+    /// API writes made (creates, applies, deletes, status patches).
+    pub writes: Counter,
+    /// Clusters by status, recomputed from the cache.
+    pub clusters: Family<StatusLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("pg_controller");
+        let reconciles = Counter::default();
+        registry.register("reconciles", "Reconciles run", reconciles.clone());
+        let failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "reconcile_failures",
+            "Failed reconciles by reason",
+            failures.clone(),
+        );
+        let duration = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+            1e-4, 2.0, 16,
+        ));
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time of one reconcile",
+            duration.clone(),
+        );
+        let writes = Counter::default();
+        registry.register(
+            "api_writes",
+            "Writes sent to the API server",
+            writes.clone(),
+        );
+        let clusters = Family::<StatusLabels, Gauge>::default();
+        registry.register(
+            "clusters",
+            "Clusters by PostgresClusterStatus",
+            clusters.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            failures,
+            duration,
+            writes,
+            clusters,
+        }
+    }
+}
+
+impl Metrics {
+    /// Records a finished reconcile.
+    pub fn observe(&self, elapsed: Duration, failure: Option<&str>) {
+        self.reconciles.inc();
+        self.duration.observe(elapsed.as_secs_f64());
+        if let Some(reason) = failure {
+            self.failures
+                .get_or_create(&ReasonLabels {
+                    reason: reason.to_string(),
+                })
+                .inc();
+        }
+    }
+
+    /// The OpenMetrics exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
