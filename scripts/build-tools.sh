@@ -27,7 +27,15 @@ step() { # step NAME CMD...: runs CMD with its output in a log file, prints prog
   log "start: $name (output: $slog)"
   : >"$slog"
   # Heartbeat while the step runs: the compile of kube-apiserver takes minutes.
-  ( while sleep 60; do log "  ... $name still building ($((SECONDS - t))s)"; done ) &
+  # (sleep gets no stdout/stderr so a killed heartbeat leaves nothing holding a pipe open)
+  (
+    trap 'kill "$s" 2>/dev/null; exit 0' TERM
+    while :; do
+      sleep 60 >/dev/null 2>&1 & s=$!
+      wait "$s"
+      log "  ... $name still building ($((SECONDS - t))s)"
+    done
+  ) 9>&- &
   local hb=$!
   local rc=0
   # A background subshell keeps `set -e` in force inside the step (it is off under `||`).
