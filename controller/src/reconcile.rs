@@ -301,12 +301,12 @@ fn owner_reference(pg: &Postgresql) -> Option<OwnerReference> {
     pg.controller_owner_ref(&())
 }
 
-/// Transient errors retry with a growing delay (capped), invalid manifests wait for a change.
-pub fn error_policy(pg: Arc<Postgresql>, error: &Error, _ctx: Arc<Context>) -> Action {
-    let generation = pg.metadata.generation.unwrap_or(0) as u64;
-    let delay = match error {
-        Error::Build(_) => Duration::from_secs(300),
-        Error::Api { .. } => Duration::from_secs(2 + (generation % 3)),
-    };
-    Action::requeue(delay)
+/// A failed cluster is repaired every `repair_period`; a transient API error is retried sooner
+/// (at most every few seconds). Invalid manifests never get here: they wait for a change.
+pub fn error_policy(_pg: Arc<Postgresql>, error: &Error, ctx: Arc<Context>) -> Action {
+    let repair = ctx.config.load().config.repair_period();
+    match error {
+        Error::Build(_) => Action::requeue(repair),
+        Error::Api { .. } => Action::requeue(repair.min(Duration::from_secs(5))),
+    }
 }

@@ -91,6 +91,7 @@ async fn write_config(ns: &str, config: &[(&str, &str)]) -> Result<()> {
     for (k, v) in config {
         data.insert(k.to_string(), json!(v));
     }
+    // (later entries override the defaults above)
     let configmap = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "postgres-operator", "namespace": ns}, "data": data});
     kubectl_with_stdin(["apply", "-f", "-"], &configmap.to_string())
         .await?
@@ -663,5 +664,227 @@ async fn two_replicas_never_act_at_once_and_fail_over() -> Result<()> {
         }
     })
     .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn complete_manifest_with_owner_references_cascades() -> Result<()> {
+    let (_cluster, ns) = setup("ctl-owners", &[("enable_owner_references", "true")]).await?;
+    let _controller = start_controller(&ns.name, Options::default()).await?;
+    let n = ns.name.as_str();
+    let text = std::fs::read_to_string(
+        paths::repo_root().join("manifests/complete-postgres-manifest.yaml"),
+    )?;
+    let mut complete: Value = serde_yaml::from_str(&text)?;
+    let object = complete.as_object_mut().context("object")?;
+    object.remove("status");
+    let spec = complete["spec"].as_object_mut().context("spec")?;
+    // A clone source and a standby source would point at clusters that do not exist here.
+    spec.remove("clone");
+    spec.remove("standby");
+    spec.insert("numberOfInstances".into(), json!(1));
+    kubectl_with_stdin(["apply", "-n", n, "-f", "-"], &complete.to_string())
+        .await?
+        .ok()?;
+    // Its pods cannot start here (it names a node type, storage class and priority class this
+    // control plane lacks), so wait for the children rather than for Running.
+    let pg = e2e::eventually("acid-test-cluster to be reconciled", || async {
+        let pg = get("postgresql", n, "acid-test-cluster").await?;
+        let reconciled = pg["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Reconciled" && c["status"] == "True")
+        });
+        if reconciled {
+            Ok(pg)
+        } else {
+            bail!("status {}", pg["status"])
+        }
+    })
+    .await?;
+    assert_eq!(
+        pg["status"]["PostgresClusterStatus"], "Creating",
+        "not Running while the pods are not ready"
+    );
+    let uid = pg["metadata"]["uid"].as_str().context("uid")?.to_string();
+    let owned = |object: &Value| {
+        object["metadata"]["ownerReferences"]
+            .as_array()
+            .is_some_and(|refs| {
+                refs.iter()
+                    .any(|r| r["uid"] == uid.as_str() && r["kind"] == "postgresql")
+            })
+    };
+    for (kind, name) in [
+        ("statefulset", "acid-test-cluster"),
+        ("service", "acid-test-cluster"),
+        ("service", "acid-test-cluster-repl"),
+        ("poddisruptionbudget", "postgres-acid-test-cluster-pdb"),
+        (
+            "secret",
+            "postgres.acid-test-cluster.credentials.postgresql.acid.zalan.do",
+        ),
+        (
+            "secret",
+            "foo-user.acid-test-cluster.credentials.postgresql.acid.zalan.do",
+        ),
+    ] {
+        let child = get(kind, n, name).await?;
+        assert!(
+            owned(&child),
+            "{kind} {name} has no owner reference to the postgresql"
+        );
+        assert_eq!(
+            child["metadata"]["labels"]["cluster-name"], "acid-test-cluster",
+            "{kind} {name}"
+        );
+    }
+    let sts = get("statefulset", n, "acid-test-cluster").await?;
+    let containers = sts["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .context("containers")?;
+    assert!(
+        containers.iter().any(|c| c["name"] == "metrics-exporter"),
+        "the sidecar is in the pod"
+    );
+    // Every user that can log in has a secret.
+    get(
+        "secret",
+        n,
+        "flow-user.acid-test-cluster.credentials.postgresql.acid.zalan.do",
+    )
+    .await?;
+    // With owner references the garbage collector removes the children.
+    kubectl(["delete", "postgresql", "acid-test-cluster", "-n", n])
+        .await?
+        .ok()?;
+    e2e::eventually(
+        "the garbage collector to remove the StatefulSet",
+        || async {
+            if kubectl(["get", "statefulset", "acid-test-cluster", "-n", n])
+                .await?
+                .success()
+            {
+                bail!("still there")
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn finalizers_clean_up_before_the_object_disappears() -> Result<()> {
+    let (_cluster, ns) = setup(
+        "ctl-finalizer",
+        &[
+            ("enable_finalizers", "true"),
+            ("enable_secrets_deletion", "false"),
+        ],
+    )
+    .await?;
+    let _controller = start_controller(&ns.name, Options::default()).await?;
+    let n = ns.name.as_str();
+    kubectl_with_stdin(["apply", "-n", n, "-f", "-"], &minimal("acid-final", 1))
+        .await?
+        .ok()?;
+    let pg = wait_status(n, "acid-final", "Running").await?;
+    assert_eq!(
+        pg["metadata"]["finalizers"],
+        json!(["postgres-operator.acid.zalan.do"])
+    );
+    kubectl([
+        "delete",
+        "postgresql",
+        "acid-final",
+        "-n",
+        n,
+        "--wait=true",
+        "--timeout=60s",
+    ])
+    .await?
+    .ok()?;
+    kubectl(["get", "statefulset", "acid-final", "-n", n])
+        .await?
+        .failed()?;
+    kubectl(["get", "service", "acid-final-repl", "-n", n])
+        .await?
+        .failed()?;
+    // enable_secrets_deletion: false keeps the credentials.
+    get(
+        "secret",
+        n,
+        "postgres.acid-final.credentials.postgresql.acid.zalan.do",
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_hand_edited_statefulset_is_put_back() -> Result<()> {
+    let (_cluster, ns) = setup("ctl-edit", &[]).await?;
+    let _controller = start_controller(&ns.name, Options::default()).await?;
+    let n = ns.name.as_str();
+    kubectl_with_stdin(["apply", "-n", n, "-f", "-"], &minimal("acid-edit", 2))
+        .await?
+        .ok()?;
+    wait_status(n, "acid-edit", "Running").await?;
+    kubectl(["scale", "statefulset", "acid-edit", "-n", n, "--replicas=5"])
+        .await?
+        .ok()?;
+    let started = Instant::now();
+    e2e::eventually("the StatefulSet to be put back to 2 replicas", || async {
+        let sts = get("statefulset", n, "acid-edit").await?;
+        if sts["spec"]["replicas"] == 2 {
+            Ok(())
+        } else {
+            bail!("replicas {}", sts["spec"]["replicas"])
+        }
+    })
+    .await?;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "repair took {:?}",
+        started.elapsed()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn registers_the_crd_with_its_categories() -> Result<()> {
+    let (_cluster, ns) = setup("ctl-crd", &[]).await?;
+    // This test alone lets the controller register the CRD, with an extra category.
+    write_config(
+        &ns.name,
+        &[
+            ("enable_crd_registration", "true"),
+            ("crd_categories", "all,pgop-e2e"),
+        ],
+    )
+    .await?;
+    let _controller = start_controller(&ns.name, Options::default()).await?;
+    let crd = get(
+        "customresourcedefinition",
+        "default",
+        "postgresqls.acid.zalan.do",
+    )
+    .await?;
+    assert_eq!(
+        crd["spec"]["names"]["categories"],
+        json!(["all", "pgop-e2e"])
+    );
+    assert!(crd["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Established" && c["status"] == "True")
+    }));
+    // Put the committed CRD back for the other tests.
+    let committed = std::fs::read_to_string(paths::repo_root().join("crds/postgresql.yaml"))?;
+    kubectl_with_stdin(
+        ["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        &committed,
+    )
+    .await?
+    .ok()?;
     Ok(())
 }
