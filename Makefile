@@ -55,11 +55,10 @@ bench: bench-capacity bench-webhook bench-controller
 ## Admission webhook throughput, latency and memory (see BENCHMARKS.md).
 bench-webhook:
 	$(CARGO) build --release -p webhook --bins
-	$(CARGO_TARGET_DIR)/release/bench-webhook bench-controller
+	$(CARGO_TARGET_DIR)/release/bench-webhook
 
 ## Controller convergence, API requests, latency and memory at 100 and 1000 clusters (BENCHMARKS.md).
 bench-controller: tools
 	scripts/up.sh
-	kubectl --kubeconfig $(KUBECONFIG_LOCAL) apply --server-side -f crds/ >/dev/null 2>&1 || $(PGOP_CACHE)/bin/kubectl --kubeconfig $(KUBECONFIG_LOCAL) apply --server-side -f crds/
 	$(CARGO) build --release -p controller --bins
 	$(CARGO_TARGET_DIR)/release/bench-controller

@@ -314,6 +314,8 @@ async fn main() -> Result<()> {
         .map(|s| s.split(',').filter_map(|v| v.parse().ok()).collect())
         .unwrap_or_else(|| vec![100, 1000]);
     let client = client().await?;
+    // The benchmark's controllers do not register the CRD (each would patch it); install it once.
+    controller::crd_registration::register(&client, &["all".to_string()]).await?;
     println!(
         "controller benchmark on the local control plane; {} CPUs shared by everything",
         std::thread::available_parallelism()
