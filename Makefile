@@ -30,12 +30,16 @@ demo: tools build
 crds:
 	$(CARGO) run -q -p controller --bin crdgen -- crds
 
+## Fails when crds/ differs from what the types generate.
+crds-check: crds
+	git diff --exit-code crds/
+
 unit:
 	$(CARGO) test --workspace --exclude e2e
 
 e2e: tools build
 	scripts/up.sh
-	$(CARGO) test -p e2e -- --test-threads=2
+	$(CARGO) test -p e2e --no-fail-fast -- --test-threads=2
 
 test: unit e2e
 
@@ -51,6 +55,9 @@ bench-capacity: tools
 	$(CARGO) run --release -p e2e --bin bench-capacity
 
 bench: bench-capacity bench-webhook bench-controller
+
+clean-local: down
+	rm -rf .local
 
 ## Admission webhook throughput, latency and memory (see BENCHMARKS.md).
 bench-webhook:

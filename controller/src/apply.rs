@@ -7,10 +7,57 @@ use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::fmt::Debug;
+use std::hash::{Hash, Hasher};
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 /// The field manager of every write.
 pub const FIELD_MANAGER: &str = "postgres-operator";
+
+/// How long a write is remembered while the cache catches up with it.
+const RECENT: Duration = Duration::from_secs(2);
+
+/// Writes made in the last [`RECENT`], by object and desired state. Creating a child triggers
+/// another reconcile of its cluster before the caches have seen every write of the first one;
+/// without this memory that reconcile would repeat the writes.
+static RECENT_WRITES: LazyLock<Mutex<HashMap<String, (u64, Instant)>>> =
+    LazyLock::new(Default::default);
+
+fn fingerprint(value: &Value) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    value.to_string().hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Whether the same desired state of `key` was written moments ago.
+fn recently_written(key: &str, fingerprint: u64) -> bool {
+    let mut recent = RECENT_WRITES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    recent.retain(|_, (_, at)| at.elapsed() < RECENT);
+    recent.get(key).is_some_and(|(f, _)| *f == fingerprint)
+}
+
+fn remember(key: String, fingerprint: u64) {
+    let mut recent = RECENT_WRITES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    recent.insert(key, (fingerprint, Instant::now()));
+}
+
+fn key_of<K: Resource>(object: &K) -> String
+where
+    K::DynamicType: Default,
+{
+    format!(
+        "{}/{}/{}",
+        K::kind(&Default::default()),
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    )
+}
 
 /// What happened to one object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,7 +103,7 @@ fn same_quantity(a: &str, b: &str) -> bool {
 pub async fn ensure<K>(api: &Api<K>, store: &Store<K>, desired: &K) -> kube::Result<Outcome>
 where
     K: Resource + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+    K::DynamicType: Default + Eq + Hash + Clone,
 {
     let name = desired.name_any();
     let mut reference = ObjectRef::<K>::new(&name);
@@ -64,19 +111,20 @@ where
         reference = reference.within(&ns);
     }
     let cached = store.get(&reference);
-    if let Some(live) = &cached {
-        let (live, want) = (
-            serde_json::to_value(live.as_ref()),
-            serde_json::to_value(desired),
-        );
-        if let (Ok(live), Ok(want)) = (live, want)
-            && contains(&live, &want)
-        {
-            return Ok(Outcome::Unchanged);
-        }
+    let want = serde_json::to_value(desired).unwrap_or(Value::Null);
+    if let Some(live) = &cached
+        && let Ok(live) = serde_json::to_value(live.as_ref())
+        && contains(&live, &want)
+    {
+        return Ok(Outcome::Unchanged);
+    }
+    let (key, print) = (key_of(desired), fingerprint(&want));
+    if recently_written(&key, print) {
+        return Ok(Outcome::Unchanged);
     }
     let params = PatchParams::apply(FIELD_MANAGER).force();
     api.patch(&name, &params, &Patch::Apply(desired)).await?;
+    remember(key, print);
     Ok(if cached.is_some() {
         Outcome::Updated
     } else {
@@ -100,20 +148,19 @@ where
     if let Some(ns) = desired.namespace() {
         reference = reference.within(&ns);
     }
-    if store.get(&reference).is_some() {
+    let key = key_of(desired);
+    if store.get(&reference).is_some() || recently_written(&key, 0) {
         return Ok(Outcome::Unchanged);
     }
-    match api
-        .create(
-            &PostParams {
-                field_manager: Some(FIELD_MANAGER.into()),
-                ..Default::default()
-            },
-            desired,
-        )
-        .await
-    {
-        Ok(_) => Ok(Outcome::Created),
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match api.create(&params, desired).await {
+        Ok(_) => {
+            remember(key, 0);
+            Ok(Outcome::Created)
+        }
         // Created meanwhile (or before the cache saw it): keep the existing one and its password.
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(Outcome::Unchanged),
         Err(error) => Err(error),

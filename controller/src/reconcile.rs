@@ -158,26 +158,39 @@ async fn apply_children(
     .map_err(api_error("creating the pod role binding"))?;
     report(ctx, pg, &rb, outcome).await;
 
-    for secret in build::secrets(config, pg, owner.as_ref()) {
+    // Secrets, Services, Endpoints and PDBs do not depend on each other: write them together.
+    let secrets = build::secrets(config, pg, owner.as_ref());
+    let secret_writes = secrets.iter().map(|secret| async move {
         let ns = secret.namespace().unwrap_or_else(|| namespace.to_string());
         let outcome = apply::create_if_absent(
             &Api::namespaced(client.clone(), &ns),
             &stores.secrets,
-            &secret,
+            secret,
         )
         .await
         .map_err(api_error(format!("creating secret {}", secret.name_any())))?;
-        report(ctx, pg, &secret, outcome).await;
-    }
-    for service in &desired.services {
-        ensure(ctx, pg, "Service", &stores.services, service).await?;
-    }
-    for endpoints in &desired.endpoints {
-        ensure(ctx, pg, "Endpoints", &stores.endpoints, endpoints).await?;
-    }
-    for pdb in &desired.pdbs {
-        ensure(ctx, pg, "PodDisruptionBudget", &stores.pdbs, pdb).await?;
-    }
+        report(ctx, pg, secret, outcome).await;
+        Ok::<_, Error>(())
+    });
+    let service_writes = desired
+        .services
+        .iter()
+        .map(|s| ensure(ctx, pg, "Service", &stores.services, s));
+    let endpoint_writes = desired
+        .endpoints
+        .iter()
+        .map(|e| ensure(ctx, pg, "Endpoints", &stores.endpoints, e));
+    let pdb_writes = desired
+        .pdbs
+        .iter()
+        .map(|p| ensure(ctx, pg, "PodDisruptionBudget", &stores.pdbs, p));
+    futures::future::try_join4(
+        futures::future::try_join_all(secret_writes),
+        futures::future::try_join_all(service_writes),
+        futures::future::try_join_all(endpoint_writes),
+        futures::future::try_join_all(pdb_writes),
+    )
+    .await?;
     ensure(
         ctx,
         pg,
@@ -249,9 +262,13 @@ where
         action: action.into(),
         secondary: Some(child.object_ref(&Default::default())),
     };
-    if let Err(error) = ctx.recorder.publish(&event, &pg.object_ref(&())).await {
-        tracing::debug!(%error, "cannot publish an event");
-    }
+    // Events are informational: publishing them must not slow the reconcile down.
+    let (recorder, reference) = (ctx.recorder.clone(), pg.object_ref(&()));
+    tokio::spawn(async move {
+        if let Err(error) = recorder.publish(&event, &reference).await {
+            tracing::debug!(%error, "cannot publish an event");
+        }
+    });
 }
 
 async fn warn(ctx: &Context, pg: &Postgresql, reason: &str, note: String) {

@@ -257,6 +257,26 @@ async fn run_size(client: &Client, n: usize) -> Result<()> {
     let writes = write_requests(client).await? - writes_before;
     let rss = rss_mib(pid);
 
+    // Pods becoming ready change the status (Creating → Running): wait for that before
+    // measuring what a resync of unchanged clusters writes.
+    loop {
+        let running = pgs
+            .list(&Default::default())
+            .await?
+            .items
+            .iter()
+            .filter(|pg| {
+                pg.status.as_ref().is_some_and(|s| {
+                    s.postgres_cluster_status == common::crd::postgresql::ClusterStatus::Running
+                })
+            })
+            .count();
+        if running == n || started.elapsed() > Duration::from_secs(3600) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let running_after = started.elapsed();
     // A resync of unchanged clusters (resync_period 20s) must write nothing.
     let ours_before = metric(admin, "pg_controller_api_writes_total").unwrap_or(0.0);
     let reconciles_before = metric(admin, "pg_controller_reconciles_total").unwrap_or(0.0);
@@ -287,12 +307,13 @@ async fn run_size(client: &Client, n: usize) -> Result<()> {
     latencies.sort();
     let p50 = latencies[latencies.len() / 2];
     println!(
-        "{n} clusters: converged in {:.1}s (write floor {:.1}s for {} objects, ratio {:.2}), {:.1} API writes per cluster, \
+        "{n} clusters: converged in {:.1}s (write floor {:.1}s for {} objects, ratio {:.2}), all Running after {:.1}s, {:.1} API writes per cluster, \
          apply→StatefulSet p50 {:.0} ms (max {:.0} ms) with {n} managed, no-op resync: {noop_writes} writes in {noop_reconciles} reconciles, controller RSS {rss:.1} MiB",
         converged.as_secs_f64(),
         floor_time.as_secs_f64(),
         n * WRITES_PER_CLUSTER,
         converged.as_secs_f64() / floor_time.as_secs_f64(),
+        running_after.as_secs_f64(),
         writes / n as f64,
         p50.as_secs_f64() * 1000.0,
         latencies
