@@ -255,8 +255,8 @@ status:
   addresses:
   - {type: InternalIP, address: 127.0.1.$((10 + i))}
   - {type: Hostname, address: kwok-node-$i}
-  allocatable: {cpu: "32", memory: 128Gi, pods: "110"}
-  capacity: {cpu: "32", memory: 128Gi, pods: "110"}
+  allocatable: {cpu: "32", memory: 128Gi, pods: "1000"}
+  capacity: {cpu: "32", memory: 128Gi, pods: "1000"}
 NODE
 done
 # Default StorageClass served by kube-controller-manager's built-in hostPath provisioner: every

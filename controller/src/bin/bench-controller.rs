@@ -170,8 +170,72 @@ async fn floor(client: &Client, objects: usize) -> Result<Duration> {
     Ok(elapsed)
 }
 
+/// The same objects the controller writes for `n` clusters (built by its own builders), created
+/// directly with the same concurrency: the floor that includes what those objects set off in
+/// the control plane (pods, volumes, kwok), unlike plain ConfigMaps.
+async fn floor_same_objects(client: &Client, n: usize) -> Result<Duration> {
+    use k8s_openapi::api::core::v1::{Secret, Service};
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    let ns = "bench-direct";
+    namespace(client, ns).await?;
+    let config = common::config::Config::default();
+    let mut writes: Vec<futures::future::BoxFuture<'static, kube::Result<()>>> = Vec::new();
+    for i in 0..n {
+        let mut pg: common::crd::Postgresql =
+            serde_json::from_value(cluster(&format!("direct-{i}")))?;
+        pg.metadata.namespace = Some(ns.into());
+        let desired = controller::build::build(&config, &pg, None)?;
+        let sts: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+        let statefulset = desired.statefulset.clone();
+        writes.push(Box::pin(async move {
+            sts.create(&PostParams::default(), &statefulset)
+                .await
+                .map(|_| ())
+        }));
+        for service in desired.services {
+            let api: Api<Service> = Api::namespaced(client.clone(), ns);
+            writes.push(Box::pin(async move {
+                api.create(&PostParams::default(), &service)
+                    .await
+                    .map(|_| ())
+            }));
+        }
+        for pdb in desired.pdbs {
+            let api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
+            writes.push(Box::pin(async move {
+                api.create(&PostParams::default(), &pdb).await.map(|_| ())
+            }));
+        }
+        for secret in controller::build::secrets(&config, &pg, None) {
+            let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+            writes.push(Box::pin(async move {
+                api.create(&PostParams::default(), &secret)
+                    .await
+                    .map(|_| ())
+            }));
+        }
+    }
+    let started = Instant::now();
+    stream::iter(writes)
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let elapsed = started.elapsed();
+    // Remove it all (and its pods) before the controller is measured.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces.delete(ns, &DeleteParams::default()).await?;
+    for _ in 0..1200 {
+        if namespaces.get_opt(ns).await?.is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(elapsed)
+}
+
 async fn run_size(client: &Client, n: usize) -> Result<()> {
     let floor_time = floor(client, n * WRITES_PER_CLUSTER).await?;
+    let same_objects = floor_same_objects(client, n).await?;
     let ns = format!("bench-{n}");
     namespace(client, &ns).await?;
     let config = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "postgres-operator", "namespace": ns},
@@ -255,10 +319,12 @@ async fn run_size(client: &Client, n: usize) -> Result<()> {
     }
     let converged = started.elapsed();
     let writes = write_requests(client).await? - writes_before;
+    let own_writes = metric(admin, "pg_controller_api_writes_total").unwrap_or(0.0);
     let rss = rss_mib(pid);
 
-    // Pods becoming ready change the status (Creating → Running): wait for that before
-    // measuring what a resync of unchanged clusters writes.
+    // Pods becoming ready change the status (Creating → Running): wait until that has settled
+    // (every cluster Running, or no change for 15 s) before measuring a resync.
+    let (mut last, mut since) = (usize::MAX, Instant::now());
     loop {
         let running = pgs
             .list(&Default::default())
@@ -271,7 +337,13 @@ async fn run_size(client: &Client, n: usize) -> Result<()> {
                 })
             })
             .count();
-        if running == n || started.elapsed() > Duration::from_secs(3600) {
+        if running != last {
+            (last, since) = (running, Instant::now());
+        }
+        if running == n
+            || since.elapsed() > Duration::from_secs(15)
+            || started.elapsed() > Duration::from_secs(1800)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -307,14 +379,18 @@ async fn run_size(client: &Client, n: usize) -> Result<()> {
     latencies.sort();
     let p50 = latencies[latencies.len() / 2];
     println!(
-        "{n} clusters: converged in {:.1}s (write floor {:.1}s for {} objects, ratio {:.2}), all Running after {:.1}s, {:.1} API writes per cluster, \
-         apply→StatefulSet p50 {:.0} ms (max {:.0} ms) with {n} managed, no-op resync: {noop_writes} writes in {noop_reconciles} reconciles, controller RSS {rss:.1} MiB",
+        "{n} clusters: converged in {:.1}s; floors: {:.1}s for {} ConfigMaps (ratio {:.2}), {:.1}s for the same objects written directly (ratio {:.2}); \
+         {last} of {n} Running after {:.1}s; API server writes {:.1} per cluster (controller's own {:.1}); \
+         apply→StatefulSet p50 {:.0} ms (max {:.0} ms) with {n} managed; no-op resync: {noop_writes} writes in {noop_reconciles} reconciles; controller RSS {rss:.1} MiB",
         converged.as_secs_f64(),
         floor_time.as_secs_f64(),
         n * WRITES_PER_CLUSTER,
         converged.as_secs_f64() / floor_time.as_secs_f64(),
+        same_objects.as_secs_f64(),
+        converged.as_secs_f64() / same_objects.as_secs_f64(),
         running_after.as_secs_f64(),
         writes / n as f64,
+        own_writes / n as f64,
         p50.as_secs_f64() * 1000.0,
         latencies
             .last()
