@@ -13,6 +13,7 @@ pub mod eventually;
 pub mod namespace;
 pub mod paths;
 pub mod postgres;
+pub mod process;
 
 pub use apply::{apply_yaml, apply_yaml_file};
 pub use cluster::{Cluster, cluster};

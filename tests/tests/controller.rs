@@ -4,10 +4,9 @@
 
 use anyhow::{Context, Result, bail};
 use e2e::command::{kubectl, kubectl_with_stdin};
+use e2e::process::{free_port, http_get};
 use e2e::{cluster::cluster, namespace::TestNamespace, paths};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,49 +37,6 @@ impl Controller {
             .status();
         let _ = self.process.wait();
     }
-}
-
-fn controller_binary() -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .context("no target directory")?
-        .join("controller");
-    if !path.exists() {
-        bail!(
-            "{} is missing: build it with `cargo build -p controller` (make e2e does)",
-            path.display()
-        );
-    }
-    Ok(path)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let status = text.get(9..12)?.parse().ok()?;
-    Some((
-        status,
-        text.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default(),
-    ))
 }
 
 async fn write_config(ns: &str, config: &[(&str, &str)]) -> Result<()> {
@@ -123,7 +79,7 @@ async fn start_controller(ns: &str, options: Options<'_>) -> Result<Controller> 
         .join("logs")
         .join(format!("controller-{ns}-{}.log", options.identity));
     let log = std::fs::File::create(&log_path)?;
-    let mut command = Command::new(controller_binary()?);
+    let mut command = Command::new(e2e::process::workspace_binary("controller")?);
     command
         .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
         .args([
@@ -405,7 +361,7 @@ async fn deletion_respects_protection() -> Result<()> {
     get("statefulset", n, "acid-protected").await?;
     get("service", n, "acid-protected").await?;
 
-    let today = chrono_today();
+    let today = e2e::process::today_utc();
     kubectl([
         "annotate",
         "postgresql",
@@ -435,24 +391,6 @@ async fn deletion_respects_protection() -> Result<()> {
     })
     .await?;
     Ok(())
-}
-
-fn chrono_today() -> String {
-    let days = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        / 86_400) as i64;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
 }
 
 #[tokio::test]

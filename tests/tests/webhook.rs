@@ -4,11 +4,9 @@
 
 use anyhow::{Context, Result, bail};
 use e2e::command::{kubectl, kubectl_with_stdin};
+use e2e::process::{free_port, http_get};
 use e2e::{cluster::cluster, namespace::TestNamespace, paths};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -42,50 +40,6 @@ impl Drop for Webhook {
                 .status();
         }
     }
-}
-
-fn webhook_binary() -> Result<PathBuf> {
-    // target/<profile>/deps/webhook-<hash> → target/<profile>/webhook
-    let exe = std::env::current_exe()?;
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .context("no target directory")?
-        .join("webhook");
-    if !path.exists() {
-        bail!(
-            "{} is missing: build it with `cargo build -p webhook` (make e2e does)",
-            path.display()
-        );
-    }
-    Ok(path)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let status = text.get(9..12)?.parse().ok()?;
-    Some((
-        status,
-        text.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default(),
-    ))
 }
 
 /// The committed webhook configuration, pointed at `https://127.0.0.1:<port>` and limited to `ns`.
@@ -149,7 +103,7 @@ async fn start_webhook(
             .join(format!("webhook-{ns}.log")),
     )
     .or_else(|_| std::fs::File::create(dir.join("webhook.log")))?;
-    let mut command = Command::new(webhook_binary()?);
+    let mut command = Command::new(e2e::process::workspace_binary("webhook")?);
     command
         .args([
             "--listen",
@@ -380,7 +334,7 @@ async fn delete_protection_blocks_until_annotated() -> Result<()> {
         .await?
         .ok()?;
     }
-    let today = chrono_today();
+    let today = e2e::process::today_utc();
     let denied = kubectl([
         "delete",
         "postgresql",
@@ -441,25 +395,6 @@ async fn delete_protection_blocks_until_annotated() -> Result<()> {
     })
     .await?;
     Ok(())
-}
-
-fn chrono_today() -> String {
-    // Days since the epoch → civil date (UTC), to avoid a date crate in the tests.
-    let days = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        / 86_400) as i64;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
 }
 
 #[tokio::test]
