@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 /// exactly one of `s3_wal_path`, `gs_wal_path` and `standby_host`.
 pub fn postgresql() -> CustomResourceDefinition {
     edit(Postgresql::crd(), |schema| {
+        strip_unsigned_formats(schema);
         let standby = &mut schema["properties"]["spec"]["properties"]["standby"];
         standby["oneOf"] = json!([
             {"required": ["s3_wal_path"]},
@@ -26,12 +27,15 @@ pub fn postgresql() -> CustomResourceDefinition {
 /// the operator could no longer tell an omitted option (which has Zalando's CRD-mode meaning) from
 /// one set on purpose. The operator applies its defaults when it reads the object.
 pub fn operator_configuration() -> CustomResourceDefinition {
-    edit(OperatorConfiguration::crd(), strip_defaults)
+    edit(OperatorConfiguration::crd(), |schema| {
+        strip_defaults(schema);
+        strip_unsigned_formats(schema);
+    })
 }
 
 /// The `PostgresTeam` CRD.
 pub fn postgres_team() -> CustomResourceDefinition {
-    PostgresTeam::crd()
+    edit(PostgresTeam::crd(), strip_unsigned_formats)
 }
 
 /// Every CRD with the file name it is committed under in `crds/`.
@@ -55,6 +59,25 @@ fn edit(crd: CustomResourceDefinition, f: impl FnOnce(&mut Value)) -> CustomReso
     let mut value = serde_json::to_value(crd).expect("a CRD always serializes");
     f(&mut value["spec"]["versions"][0]["schema"]["openAPIV3Schema"]);
     serde_json::from_value(value).expect("the edited CRD keeps its shape")
+}
+
+/// schemars marks unsigned integers with formats such as `uint32`, which the API server does not
+/// know and warns about on every install; the `minimum: 0` it adds already says "unsigned".
+fn strip_unsigned_formats(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            if map
+                .get("format")
+                .and_then(Value::as_str)
+                .is_some_and(|f| f.starts_with("uint"))
+            {
+                map.remove("format");
+            }
+            map.values_mut().for_each(strip_unsigned_formats);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_unsigned_formats),
+        _ => {}
+    }
 }
 
 fn strip_defaults(schema: &mut Value) {
