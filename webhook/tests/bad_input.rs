@@ -9,6 +9,21 @@ use std::time::{Duration, Instant};
 use support::{minimal, review, start};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// A bare TLS connection, to send hand-written (and deliberately broken) HTTP.
+async fn raw_tls(
+    hook: &support::Running,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let config = webhook::client::tls_config(hook.ca_pem.as_bytes()).unwrap();
+    let tcp = tokio::net::TcpStream::connect(hook.admission)
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .unwrap()
+}
+
 async fn post(hook: &support::Running, path: &str, body: impl Into<Bytes>) -> (u16, String) {
     let (status, body) = hook.connect().await.post(path, body.into()).await.unwrap();
     (status.as_u16(), String::from_utf8_lossy(&body).into_owned())
@@ -60,15 +75,7 @@ async fn oversized_bodies_are_refused() {
 #[tokio::test]
 async fn a_stalling_client_is_cut_off() {
     let hook = start(Config::default(), "").await;
-    let config = webhook::client::tls_config(hook.ca_pem.as_bytes()).unwrap();
-    let tcp = tokio::net::TcpStream::connect(hook.admission)
-        .await
-        .unwrap();
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(config)
-        .connect(name, tcp)
-        .await
-        .unwrap();
+    let mut tls = raw_tls(&hook).await;
     // Promise 100 bytes, send 10, then go silent.
     tls.write_all(b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"apiVersi")
         .await
@@ -84,15 +91,7 @@ async fn a_stalling_client_is_cut_off() {
     assert!(started.elapsed() < Duration::from_secs(4));
 
     // A client that never finishes its headers is disconnected too.
-    let config = webhook::client::tls_config(hook.ca_pem.as_bytes()).unwrap();
-    let tcp = tokio::net::TcpStream::connect(hook.admission)
-        .await
-        .unwrap();
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(config)
-        .connect(name, tcp)
-        .await
-        .unwrap();
+    let mut tls = raw_tls(&hook).await;
     tls.write_all(b"POST /validate HTTP/1.1\r\nHost: x\r\n")
         .await
         .unwrap();
@@ -104,15 +103,7 @@ async fn a_stalling_client_is_cut_off() {
 #[tokio::test]
 async fn wrong_method_is_refused() {
     let hook = start(Config::default(), "").await;
-    let config = webhook::client::tls_config(hook.ca_pem.as_bytes()).unwrap();
-    let tcp = tokio::net::TcpStream::connect(hook.admission)
-        .await
-        .unwrap();
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(config)
-        .connect(name, tcp)
-        .await
-        .unwrap();
+    let mut tls = raw_tls(&hook).await;
     tls.write_all(b"GET /validate HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
