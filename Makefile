@@ -1,6 +1,10 @@
 # Two commands matter on a fresh machine: `make demo` and `make test`.
 # Rust build outputs stay outside the clone so a second run is fast and the tree stays clean.
-export CARGO_TARGET_DIR ?= $(HOME)/.cache/pgop/target
+# One target dir per checkout: cargo's freshness checks follow the absolute source paths of the
+# checkout that built a unit, so a target dir shared by two clones can run one clone's binaries
+# for the other (and the e2e harness finds its repository from its build-time path).
+CHECKOUT_ID := $(shell printf '%s' "$(CURDIR)" | cksum | cut -d' ' -f1)
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/pgop/target/$(CHECKOUT_ID)
 export PGOP_CACHE ?= $(HOME)/.cache/pgop
 export KUBECONFIG_LOCAL := $(CURDIR)/.local/kubeconfig
 

@@ -140,6 +140,14 @@ fn minimal(name: &str, instances: i32) -> String {
     )
 }
 
+/// `kubectl apply` of `yaml` in namespace `ns`, which must succeed.
+async fn apply(ns: &str, yaml: &str) -> Result<()> {
+    kubectl_with_stdin(["apply", "-n", ns, "-f", "-"], yaml)
+        .await?
+        .ok()?;
+    Ok(())
+}
+
 async fn get(kind: &str, ns: &str, name: &str) -> Result<Value> {
     let out = kubectl(["get", kind, name, "-n", ns, "-o", "json"])
         .await?
@@ -272,9 +280,7 @@ async fn scaling_and_repair() -> Result<()> {
     let (_cluster, ns) = setup("ctl-scale", &[]).await?;
     let _controller = start_controller(&ns.name, Options::default()).await?;
     let n = ns.name.as_str();
-    kubectl_with_stdin(["apply", "-n", n, "-f", "-"], &minimal("acid-scale", 2))
-        .await?
-        .ok()?;
+    apply(n, &minimal("acid-scale", 2)).await?;
     wait_status(n, "acid-scale", "Running").await?;
     for replicas in [3, 2] {
         kubectl_with_stdin(
@@ -320,9 +326,7 @@ async fn invalid_manifests_are_reported_not_built() -> Result<()> {
     let _controller = start_controller(&ns.name, Options::default()).await?;
     let n = ns.name.as_str();
     let bad = minimal("acid-invalid", 1).replace("    foo: zalando\n", "    foo: nobody\n");
-    kubectl_with_stdin(["apply", "-n", n, "-f", "-"], &bad)
-        .await?
-        .ok()?;
+    apply(n, &bad).await?;
     let pg = wait_status(n, "acid-invalid", "Invalid").await?;
     let message = pg["status"]["conditions"][1]["message"]
         .as_str()
@@ -348,9 +352,7 @@ async fn deletion_respects_protection() -> Result<()> {
     let _controller = start_controller(&ns.name, Options::default()).await?;
     let n = ns.name.as_str();
     for name in ["acid-protected", "acid-annotated"] {
-        kubectl_with_stdin(["apply", "-n", n, "-f", "-"], &minimal(name, 1))
-            .await?
-            .ok()?;
+        apply(n, &minimal(name, 1)).await?;
         wait_status(n, name, "Running").await?;
     }
     // Without the webhook the delete goes through; the controller keeps the children.
@@ -413,12 +415,8 @@ async fn another_controller_id_is_left_alone() -> Result<()> {
         "metadata:\n  name: acid-mine\n",
         "metadata:\n  name: acid-mine\n  annotations:\n    acid.zalan.do/controller: first\n",
     );
-    kubectl_with_stdin(["apply", "-n", n, "-f", "-"], &foreign)
-        .await?
-        .ok()?;
-    kubectl_with_stdin(["apply", "-n", n, "-f", "-"], &mine)
-        .await?
-        .ok()?;
+    apply(n, &foreign).await?;
+    apply(n, &mine).await?;
     wait_status(n, "acid-mine", "Running").await?;
     kubectl(["get", "statefulset", "acid-foreign", "-n", n])
         .await?
@@ -473,9 +471,7 @@ async fn runs_under_its_least_privileged_service_account_and_survives_kill_9() -
         },
     )
     .await?;
-    kubectl_with_stdin(["apply", "-n", n, "-f", "-"], &minimal("acid-rbac", 2))
-        .await?
-        .ok()?;
+    apply(n, &minimal("acid-rbac", 2)).await?;
     // Kill the controller in the middle of its work, then start it again.
     tokio::time::sleep(Duration::from_millis(300)).await;
     controller.kill9();
@@ -535,9 +531,7 @@ async fn two_replicas_never_act_at_once_and_fail_over() -> Result<()> {
         },
     )
     .await?;
-    kubectl_with_stdin(["apply", "-n", n, "-f", "-"], &minimal("acid-leader", 1))
-        .await?
-        .ok()?;
+    apply(n, &minimal("acid-leader", 1)).await?;
     wait_status(n, "acid-leader", "Running").await?;
     let writes = |c: &Controller| c.metric("pg_controller_api_writes_total").unwrap_or(0.0);
     assert!(
@@ -575,9 +569,7 @@ async fn two_replicas_never_act_at_once_and_fail_over() -> Result<()> {
         started.elapsed()
     );
     // The new leader acts: a change is reconciled.
-    kubectl_with_stdin(["apply", "-n", n, "-f", "-"], &minimal("acid-leader", 2))
-        .await?
-        .ok()?;
+    apply(n, &minimal("acid-leader", 2)).await?;
     e2e::eventually("the new leader to scale", || async {
         let sts = get("statefulset", n, "acid-leader").await?;
         if sts["spec"]["replicas"] == 2 {
@@ -606,9 +598,7 @@ async fn complete_manifest_with_owner_references_cascades() -> Result<()> {
     spec.remove("clone");
     spec.remove("standby");
     spec.insert("numberOfInstances".into(), json!(1));
-    kubectl_with_stdin(["apply", "-n", n, "-f", "-"], &complete.to_string())
-        .await?
-        .ok()?;
+    apply(n, &complete.to_string()).await?;
     // Its pods cannot start here (it names a node type, storage class and priority class this
     // control plane lacks), so wait for the children rather than for Running.
     let pg = e2e::eventually("acid-test-cluster to be reconciled", || async {
@@ -709,9 +699,7 @@ async fn finalizers_clean_up_before_the_object_disappears() -> Result<()> {
     .await?;
     let _controller = start_controller(&ns.name, Options::default()).await?;
     let n = ns.name.as_str();
-    kubectl_with_stdin(["apply", "-n", n, "-f", "-"], &minimal("acid-final", 1))
-        .await?
-        .ok()?;
+    apply(n, &minimal("acid-final", 1)).await?;
     let pg = wait_status(n, "acid-final", "Running").await?;
     assert_eq!(
         pg["metadata"]["finalizers"],
@@ -749,9 +737,7 @@ async fn a_hand_edited_statefulset_is_put_back() -> Result<()> {
     let (_cluster, ns) = setup("ctl-edit", &[]).await?;
     let _controller = start_controller(&ns.name, Options::default()).await?;
     let n = ns.name.as_str();
-    kubectl_with_stdin(["apply", "-n", n, "-f", "-"], &minimal("acid-edit", 2))
-        .await?
-        .ok()?;
+    apply(n, &minimal("acid-edit", 2)).await?;
     wait_status(n, "acid-edit", "Running").await?;
     kubectl(["scale", "statefulset", "acid-edit", "-n", n, "--replicas=5"])
         .await?

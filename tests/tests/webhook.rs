@@ -174,6 +174,26 @@ async fn start_webhook(
     Ok(webhook)
 }
 
+/// `kubectl apply --dry-run=server -o json` of `yaml` in `ns`: what the API server (and so the
+/// webhook) would store, without storing it.
+async fn dry_run(ns: &str, yaml: &str) -> Result<e2e::command::CommandOutput> {
+    kubectl_with_stdin(
+        [
+            "apply",
+            "--dry-run=server",
+            "-n",
+            ns,
+            "-o",
+            "json",
+            "-f",
+            "-",
+        ],
+        yaml,
+    )
+    .await?
+    .ok()
+}
+
 fn cluster_yaml(name: &str, instances: i32, extra: &str) -> String {
     format!(
         "apiVersion: acid.zalan.do/v1\nkind: postgresql\nmetadata:\n  name: {name}\nspec:\n  teamId: acid\n  numberOfInstances: {instances}\n  postgresql:\n    version: \"17\"\n  volume:\n    size: 1Gi\n{extra}"
@@ -225,21 +245,7 @@ async fn clamps_defaults_and_warns_and_dry_run_works() -> Result<()> {
     assert!(stored.stdout.contains("numberOfInstances: 2"), "{stored}");
     assert!(stored.stdout.contains("- 127.0.0.1/32"), "{stored}");
 
-    let dry = kubectl_with_stdin(
-        [
-            "apply",
-            "--dry-run=server",
-            "-n",
-            &ns.name,
-            "-o",
-            "json",
-            "-f",
-            "-",
-        ],
-        &cluster_yaml("acid-dry", 7, ""),
-    )
-    .await?
-    .ok()?;
+    let dry = dry_run(&ns.name, &cluster_yaml("acid-dry", 7, "")).await?;
     let object: Value = serde_json::from_str(&dry.stdout)?;
     assert_eq!(object["spec"]["numberOfInstances"], 2, "{dry}");
     assert!(
@@ -446,21 +452,7 @@ async fn configuration_changes_apply_without_restart() -> Result<()> {
     .await?
     .ok()?;
     e2e::eventually("the new max_instances to apply", || async {
-        let out = kubectl_with_stdin(
-            [
-                "apply",
-                "--dry-run=server",
-                "-n",
-                &ns.name,
-                "-o",
-                "json",
-                "-f",
-                "-",
-            ],
-            &cluster_yaml("acid-after", 5, ""),
-        )
-        .await?
-        .ok()?;
+        let out = dry_run(&ns.name, &cluster_yaml("acid-after", 5, "")).await?;
         let object: Value = serde_json::from_str(&out.stdout)?;
         match object["spec"]["numberOfInstances"].as_i64() {
             Some(3) => Ok(()),
