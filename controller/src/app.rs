@@ -2,15 +2,15 @@
 
 use crate::args::Args;
 use crate::context::Context;
+use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::reconcile::{error_policy, reconcile};
-use crate::stores::{self, Stores, api, owner_of, reflect, selector};
+use crate::stores::{self, Slim, Stores, api, owner_of, reflect, selector};
 use arc_swap::ArcSwap;
 use common::config::{self, ConfigSource, Environment, WatchScope};
 use common::crd::Postgresql;
 use futures::StreamExt;
-use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::{Controller, controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use kube::{Api, Client, ResourceExt};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,18 +81,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| format!("controller-{}", std::process::id()))
     });
-    let reporter = Reporter {
+    let reporter = crate::events::Reporter {
         controller: "postgres-operator".into(),
-        instance: Some(identity.clone()),
+        instance: identity.clone(),
     };
+    let metrics = Metrics::default();
     let leading = Arc::new(AtomicBool::new(!args.leader_election));
     let ctx = Arc::new(Context {
         client: client.clone(),
         config: ArcSwap::from_pointee(loaded),
         controller_id: env.controller_id().to_string(),
         stores: stores.clone(),
-        recorder: Recorder::new(client.clone(), reporter),
-        metrics: Metrics::default(),
+        events: Events::start(client.clone(), reporter, metrics.events_dropped.clone()),
+        metrics,
         caches_ready: AtomicBool::new(false),
         leading: leading.clone(),
     });
@@ -138,7 +139,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     let label = config.kubernetes.cluster_name_label.clone();
     let pg_api: Api<Postgresql> = api(&client, ns);
-    let controller = Controller::new(pg_api, watcher::Config::default().any_semantic())
+    let (clusters, cluster_writer) = kube::runtime::reflector::store();
+    // A status write (ours) or another status-only change is no reason to reconcile; what is:
+    // the spec (generation), labels, annotations (ownership, delete protection), finalizers and
+    // deletion.
+    let cluster_changes = watcher(pg_api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(|pg| pg.slim())
+        .reflect(cluster_writer)
+        .applied_objects()
+        .predicate_filter(reconcile_worthy, Default::default());
+    let controller = Controller::for_stream(cluster_changes, clusters)
         .with_config(controller::Config::default().concurrency(args.concurrency))
         .watches_stream(sts_stream, to_cluster(label.clone()))
         .watches_stream(svc_stream, to_cluster(label.clone()))
@@ -164,6 +175,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let _ = admin_task.await;
     background.shutdown().await;
     Ok(())
+}
+
+/// A digest of everything about a `postgresql` a reconcile depends on, except its status.
+fn reconcile_worthy(pg: &Postgresql) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let meta = &pg.metadata;
+    let mut hasher = std::hash::DefaultHasher::new();
+    meta.generation.hash(&mut hasher);
+    meta.labels.hash(&mut hasher);
+    meta.annotations.hash(&mut hasher);
+    meta.finalizers.hash(&mut hasher);
+    meta.deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.as_millisecond())
+        .hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// Maps a changed child to the cluster named by its cluster-name label.

@@ -1,50 +1,129 @@
 //! Server-side apply under one field manager, skipped when the cached object already carries
 //! everything we would write: that check is what makes a sync of an unchanged cluster free.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt::Debug;
-use std::hash::{Hash, Hasher};
+use std::hash::Hash;
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 /// The field manager of every write.
 pub const FIELD_MANAGER: &str = "postgres-operator";
 
-/// How long a write is remembered while the cache catches up with it.
-const RECENT: Duration = Duration::from_secs(2);
+/// The hash of the desired state a child was last applied with ([`Compare::Hash`]).
+pub const APPLIED_HASH: &str = "postgres-operator.acid.zalan.do/applied-hash";
 
-/// Writes made in the last [`RECENT`], by object and desired state. Creating a child triggers
-/// another reconcile of its cluster before the caches have seen every write of the first one;
-/// without this memory that reconcile would repeat the writes.
-static RECENT_WRITES: LazyLock<Mutex<HashMap<String, (u64, Instant)>>> =
-    LazyLock::new(Default::default);
+/// When a child was last applied. It changes with every apply, so the apply always moves this
+/// manager's managedFields time forward, past whatever another writer did before it.
+pub const APPLIED_AT: &str = "postgres-operator.acid.zalan.do/applied-at";
+
+/// How long a write is remembered at most while the caches catch up with it.
+const RECENT: Duration = Duration::from_secs(5);
+
+/// A write of this controller that its caches have not necessarily seen yet.
+struct Write {
+    /// Fingerprint of the desired state written.
+    fingerprint: u64,
+    /// The resourceVersion the write produced.
+    resource_version: Option<String>,
+    /// Whether the write came back through the watch (the cache now holds it or something newer).
+    seen: bool,
+    at: Instant,
+}
+
+/// Recent writes by object. Creating a child triggers another reconcile of its cluster before
+/// the caches have seen every write of the first one; without this memory that reconcile would
+/// repeat the writes. Expired entries are dropped once the map has doubled since the last sweep,
+/// so bookkeeping stays O(1) per write at any number of clusters.
+struct Writes {
+    by_object: HashMap<String, Write>,
+    sweep_at: usize,
+}
+
+static WRITES: LazyLock<Mutex<Writes>> = LazyLock::new(|| {
+    Mutex::new(Writes {
+        by_object: HashMap::new(),
+        sweep_at: 1024,
+    })
+});
+
+fn writes() -> std::sync::MutexGuard<'static, Writes> {
+    WRITES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn fingerprint(value: &Value) -> u64 {
+    use std::hash::Hasher;
     let mut hasher = std::hash::DefaultHasher::new();
     value.to_string().hash(&mut hasher);
     hasher.finish()
 }
 
-/// Whether the same desired state of `key` was written moments ago.
+/// Whether the same desired state of `key` was written moments ago and the watch has not yet
+/// brought it back.
 fn recently_written(key: &str, fingerprint: u64) -> bool {
-    let mut recent = RECENT_WRITES
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    recent.retain(|_, (_, at)| at.elapsed() < RECENT);
-    recent.get(key).is_some_and(|(f, _)| *f == fingerprint)
+    writes()
+        .by_object
+        .get(key)
+        .is_some_and(|w| !w.seen && w.fingerprint == fingerprint && w.at.elapsed() < RECENT)
 }
 
-fn remember(key: String, fingerprint: u64) {
-    let mut recent = RECENT_WRITES
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    recent.insert(key, (fingerprint, Instant::now()));
+fn remember(key: String, fingerprint: u64, resource_version: Option<String>) {
+    let mut writes = writes();
+    if writes.by_object.len() >= writes.sweep_at {
+        writes.by_object.retain(|_, w| w.at.elapsed() < RECENT);
+        writes.sweep_at = (writes.by_object.len() * 2).max(1024);
+    }
+    writes.by_object.insert(
+        key,
+        Write {
+            fingerprint,
+            resource_version,
+            seen: false,
+            at: Instant::now(),
+        },
+    );
+}
+
+/// Whether `object`, as a watch delivered it, is exactly what one of this controller's own
+/// writes produced (marking that write as seen).
+pub fn is_echo<K: Resource>(object: &K) -> bool
+where
+    K::DynamicType: Default,
+{
+    let Some(version) = object.meta().resource_version.as_deref() else {
+        return false;
+    };
+    let mut writes = writes();
+    match writes.by_object.get_mut(&key_of(object)) {
+        Some(write) if write.resource_version.as_deref() == Some(version) => {
+            write.seen = true;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Whether `object` is in the state our last write of it produced.
+fn is_our_last_write<K: Resource>(object: &K) -> bool
+where
+    K::DynamicType: Default,
+{
+    let version = object.meta().resource_version.as_deref();
+    version.is_some()
+        && writes()
+            .by_object
+            .get(&key_of(object))
+            .is_some_and(|w| w.resource_version.as_deref() == version)
 }
 
 fn key_of<K: Resource>(object: &K) -> String
@@ -57,6 +136,48 @@ where
         object.namespace().unwrap_or_default(),
         object.name_any()
     )
+}
+
+/// A stable digest of a desired state, for [`APPLIED_HASH`] (the same across restarts and
+/// versions, unlike std's hasher).
+pub fn digest(value: &Value) -> String {
+    let hash = Sha256::digest(value.to_string().as_bytes());
+    hash.iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether someone other than this controller's server-side apply wrote the object (its spec,
+/// metadata or any subresource but status) at or after that apply. Ties count as changes: the
+/// time has one-second resolution, and [`APPLIED_AT`] makes the next apply newer.
+pub fn changed_by_others(meta: &ObjectMeta) -> bool {
+    let entries = meta.managed_fields.as_deref().unwrap_or_default();
+    let is_ours = |e: &&k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry| {
+        e.manager.as_deref() == Some(FIELD_MANAGER)
+            && e.operation.as_deref() == Some("Apply")
+            && e.subresource.as_deref().unwrap_or_default().is_empty()
+    };
+    let Some(ours) = entries
+        .iter()
+        .filter(is_ours)
+        .filter_map(|e| e.time.as_ref())
+        .max()
+    else {
+        return true;
+    };
+    entries.iter().any(|e| {
+        !is_ours(&e)
+            && e.subresource.as_deref() != Some("status")
+            && e.time.as_ref().is_none_or(|t| t >= ours)
+    })
+}
+
+/// How [`ensure`] decides that a cached child already matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compare {
+    /// Every field we set has the same value in the cached copy ([`contains`]).
+    Contents,
+    /// The cached copy carries the [`APPLIED_HASH`] of the same desired state, and nobody else
+    /// wrote it since ([`changed_by_others`]). For children whose cache keeps only metadata.
+    Hash,
 }
 
 /// What happened to one object.
@@ -99,8 +220,13 @@ fn same_quantity(a: &str, b: &str) -> bool {
     }
 }
 
-/// Server-side applies `desired` unless the cached copy already contains it.
-pub async fn ensure<K>(api: &Api<K>, store: &Store<K>, desired: &K) -> kube::Result<Outcome>
+/// Server-side applies `desired` unless the cached copy already matches it (by `compare`).
+pub async fn ensure<K>(
+    api: &Api<K>,
+    store: &Store<K>,
+    desired: &K,
+    compare: Compare,
+) -> kube::Result<Outcome>
 where
     K: Resource + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
@@ -112,19 +238,38 @@ where
     }
     let cached = store.get(&reference);
     let want = serde_json::to_value(desired).unwrap_or(Value::Null);
-    if let Some(live) = &cached
-        && let Ok(live) = serde_json::to_value(live.as_ref())
-        && contains(&live, &want)
-    {
+    let matches = |live: &K| match compare {
+        Compare::Contents => serde_json::to_value(live).is_ok_and(|live| contains(&live, &want)),
+        Compare::Hash => {
+            let meta = live.meta();
+            let applied = meta.annotations.as_ref().and_then(|a| a.get(APPLIED_HASH));
+            // A cached state that is exactly our last write settles the one-second ties of
+            // changed_by_others (a foreign write in the same second, just before ours).
+            applied == Some(&digest(&want)) && (is_our_last_write(live) || !changed_by_others(meta))
+        }
+    };
+    if cached.as_deref().is_some_and(matches) {
         return Ok(Outcome::Unchanged);
     }
     let (key, print) = (key_of(desired), fingerprint(&want));
     if recently_written(&key, print) {
         return Ok(Outcome::Unchanged);
     }
+    let mut desired = desired.clone();
+    if compare == Compare::Hash {
+        let annotations = desired.annotations_mut();
+        annotations.insert(APPLIED_HASH.into(), digest(&want));
+        annotations.insert(
+            APPLIED_AT.into(),
+            k8s_openapi::jiff::Timestamp::now()
+                .round(k8s_openapi::jiff::Unit::Millisecond)
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+        );
+    }
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch(&name, &params, &Patch::Apply(desired)).await?;
-    remember(key, print);
+    let written = api.patch(&name, &params, &Patch::Apply(&desired)).await?;
+    remember(key, print, written.resource_version());
     Ok(if cached.is_some() {
         Outcome::Updated
     } else {
@@ -157,8 +302,8 @@ where
         ..Default::default()
     };
     match api.create(&params, desired).await {
-        Ok(_) => {
-            remember(key, 0);
+        Ok(created) => {
+            remember(key, 0, created.resource_version());
             Ok(Outcome::Created)
         }
         // Created meanwhile (or before the cache saw it): keep the existing one and its password.
@@ -170,7 +315,111 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
     use serde_json::json;
+
+    fn entry(manager: &str, operation: &str, subresource: &str, second: i64) -> ManagedFieldsEntry {
+        ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some(operation.into()),
+            subresource: (!subresource.is_empty()).then(|| subresource.into()),
+            time: Some(Time(
+                k8s_openapi::jiff::Timestamp::from_second(1_800_000_000 + second).unwrap(),
+            )),
+            ..Default::default()
+        }
+    }
+
+    fn meta(entries: Vec<ManagedFieldsEntry>) -> ObjectMeta {
+        ObjectMeta {
+            managed_fields: Some(entries),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn writes_by_others_after_our_apply_are_changes() {
+        let ours = entry(FIELD_MANAGER, "Apply", "", 10);
+        // Only our apply, or status written by kube-controller-manager: unchanged.
+        assert!(!changed_by_others(&meta(vec![ours.clone()])));
+        assert!(!changed_by_others(&meta(vec![
+            ours.clone(),
+            entry("kube-controller-manager", "Update", "status", 20),
+        ])));
+        // Someone else wrote before our last apply (which overrode them): unchanged.
+        assert!(!changed_by_others(&meta(vec![
+            entry("kubectl-edit", "Update", "", 5),
+            ours.clone(),
+        ])));
+        // `kubectl edit` or `kubectl scale` (the scale subresource) after it: changed.
+        assert!(changed_by_others(&meta(vec![
+            ours.clone(),
+            entry("kubectl-edit", "Update", "", 11),
+        ])));
+        assert!(changed_by_others(&meta(vec![
+            ours.clone(),
+            entry("kubectl", "Update", "scale", 12),
+        ])));
+        // The same second is ambiguous and counts as a change.
+        assert!(changed_by_others(&meta(vec![
+            ours.clone(),
+            entry("kubectl-edit", "Update", "", 10),
+        ])));
+        // Our own non-apply writes are not our apply.
+        assert!(changed_by_others(&meta(vec![
+            ours,
+            entry(FIELD_MANAGER, "Update", "", 11),
+        ])));
+        // Never applied by us (created by someone else, or by Zalando's operator): changed.
+        assert!(changed_by_others(&meta(vec![entry(
+            "postgres-operator-zalando",
+            "Update",
+            "",
+            1
+        )])));
+        assert!(changed_by_others(&ObjectMeta::default()));
+    }
+
+    #[test]
+    fn the_digest_is_stable_and_tells_states_apart() {
+        let a = json!({"spec": {"replicas": 2}});
+        assert_eq!(digest(&a), digest(&json!({"spec": {"replicas": 2}})));
+        assert_ne!(digest(&a), digest(&json!({"spec": {"replicas": 3}})));
+        assert_eq!(digest(&a).len(), 24);
+        // Fixed across builds and versions: an annotation written by one must match the next.
+        assert_eq!(digest(&json!({})), "44136fa355b3678a1146ad16");
+    }
+
+    #[test]
+    fn a_write_is_an_echo_once_and_suppresses_repeats_until_seen() {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        let object = |rv: &str| ConfigMap {
+            metadata: ObjectMeta {
+                name: Some("echo-test".into()),
+                namespace: Some("ns".into()),
+                resource_version: Some(rv.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let key = key_of(&object("1"));
+        remember(key.clone(), 7, Some("5".into()));
+        assert!(recently_written(&key, 7));
+        assert!(
+            !recently_written(&key, 8),
+            "another desired state is written"
+        );
+        assert!(!is_echo(&object("4")), "an older state is not our write");
+        assert!(recently_written(&key, 7));
+        assert!(is_echo(&object("5")));
+        assert!(
+            !recently_written(&key, 7),
+            "once the cache has our write, it decides alone"
+        );
+        assert!(is_our_last_write(&object("5")));
+        assert!(!is_echo(&object("6")), "a later change by someone else");
+        assert!(!is_our_last_write(&object("6")));
+    }
 
     #[test]
     fn containment() {

@@ -1,11 +1,11 @@
 //! What every reconcile shares.
 
+use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::stores::Stores;
 use arc_swap::ArcSwap;
 use common::config::Loaded;
 use kube::Client;
-use kube::runtime::events::Recorder;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -20,7 +20,7 @@ pub struct Context {
     /// Child caches.
     pub stores: Stores,
     /// Event publisher.
-    pub recorder: Recorder,
+    pub events: Events,
     /// Metrics.
     pub metrics: Metrics,
     /// Whether every cache has synced.

@@ -7,13 +7,13 @@
 
 use crate::apply::FIELD_MANAGER;
 use crate::context::Context;
+use crate::events::{Event, Kind};
 use crate::stores::selector;
 use common::crd::Postgresql;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Endpoints, PersistentVolumeClaim, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
@@ -41,7 +41,7 @@ pub async fn cleanup(ctx: &Context, pg: &Postgresql) -> kube::Result<bool> {
             "the postgresql was deleted without its delete annotations (admission webhook bypassed?); keeping all children. {denied}"
         );
         tracing::warn!(cluster = %name, namespace = %namespace, "{note}");
-        publish(ctx, pg, EventType::Warning, "DeleteProtected", note, None).await;
+        publish(ctx, pg, Kind::Warning, "DeleteProtected", note, None);
         return Ok(false);
     }
     let labels = selector(&common::labels::selector_labels(config, &name));
@@ -115,12 +115,11 @@ where
                 publish(
                     ctx,
                     pg,
-                    EventType::Normal,
+                    Kind::Normal,
                     "Deleted",
                     format!("{kind} {name} deleted"),
                     Some(related),
-                )
-                .await;
+                );
             }
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(error) => return Err(error),
@@ -173,20 +172,20 @@ async fn patch_finalizers(
     Ok(())
 }
 
-async fn publish(
+fn publish(
     ctx: &Context,
     pg: &Postgresql,
-    type_: EventType,
+    kind: Kind,
     reason: &str,
     note: String,
     related: Option<k8s_openapi::api::core::v1::ObjectReference>,
 ) {
     let event = Event {
-        type_,
+        kind,
         reason: reason.to_string(),
-        note: Some(note),
+        note,
         action: "Delete".into(),
-        secondary: related,
+        related,
     };
-    let _ = ctx.recorder.publish(&event, &pg.object_ref(&())).await;
+    ctx.events.publish(pg.object_ref(&()), event);
 }

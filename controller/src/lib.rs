@@ -13,6 +13,7 @@ pub mod build;
 pub mod context;
 pub mod crd_registration;
 pub mod deletion;
+pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;

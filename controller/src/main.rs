@@ -2,9 +2,18 @@
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+// Caches of thousands of objects churn through small allocations; mimalloc keeps their resident
+// memory close to what is live (`make bench-controller`: about 20% less than the system
+// allocator at 1 000 clusters).
+#[global_allocator]
+static GLOBAL: common::alloc::Allocator = common::alloc::Allocator;
+
+fn main() -> anyhow::Result<()> {
+    common::alloc::return_freed_memory_at_once();
     let args = controller::args::Args::parse();
     common::http::init_logging(args.json_logs);
-    controller::app::run(args).await
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(controller::app::run(args))
 }

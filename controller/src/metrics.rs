@@ -34,6 +34,8 @@ pub struct Metrics {
     pub writes: Counter,
     /// Clusters by status, recomputed from the cache.
     pub clusters: Family<StatusLabels, Gauge>,
+    /// Events dropped because the publishing queue was full.
+    pub events_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -67,6 +69,12 @@ impl Default for Metrics {
             "Clusters by PostgresClusterStatus",
             clusters.clone(),
         );
+        let events_dropped = Counter::default();
+        registry.register(
+            "events_dropped",
+            "Events not published because the queue was full",
+            events_dropped.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -74,6 +82,7 @@ impl Default for Metrics {
             duration,
             writes,
             clusters,
+            events_dropped,
         }
     }
 }

@@ -1,8 +1,9 @@
 //! One reconcile of one cluster: dereference → validate → build → apply → status.
 
-use crate::apply::{self, Outcome};
+use crate::apply::{self, Compare, Outcome};
 use crate::build;
 use crate::context::Context;
+use crate::events::{Event, Kind};
 use crate::status;
 use common::crd::Postgresql;
 use common::crd::postgresql::PostgresqlStatus;
@@ -10,7 +11,6 @@ use common::rules::admission::{self, Operation};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
@@ -98,14 +98,15 @@ pub async fn reconcile(pg: Arc<Postgresql>, ctx: Arc<Context>) -> Result<Action,
                 &pg,
                 "Invalid",
                 format!("not creating or changing children: {message}"),
-            )
-            .await;
+            );
         }
         ctx.metrics.observe(started.elapsed(), Some("invalid"));
         return Ok(Action::await_change());
     }
 
-    let outcome = apply_children(&ctx, &pg, config, &namespace).await;
+    let changes = Changes::default();
+    let outcome = apply_children(&ctx, &pg, &changes, config, &namespace).await;
+    changes.publish(&ctx, &pg);
     let result = match &outcome {
         Ok(ready) => status::Result::Applied { ready: *ready },
         Err(error) => status::Result::Failed(error.to_string()),
@@ -116,7 +117,7 @@ pub async fn reconcile(pg: Arc<Postgresql>, ctx: Arc<Context>) -> Result<Action,
     match outcome {
         Ok(_) => Ok(Action::requeue(config.resync_period())),
         Err(error) => {
-            warn(&ctx, &pg, "SyncFailed", error.to_string()).await;
+            warn(&ctx, &pg, "SyncFailed", error.to_string());
             Err(error)
         }
     }
@@ -126,6 +127,7 @@ pub async fn reconcile(pg: Arc<Postgresql>, ctx: Arc<Context>) -> Result<Action,
 async fn apply_children(
     ctx: &Context,
     pg: &Postgresql,
+    changes: &Changes,
     config: &common::config::Config,
     namespace: &str,
 ) -> Result<bool, Error> {
@@ -147,7 +149,7 @@ async fn apply_children(
     )
     .await
     .map_err(api_error("creating the pod service account"))?;
-    report(ctx, pg, &sa, outcome).await;
+    report(ctx, changes, &sa, outcome);
     let rb = build::pod_role_binding(config, namespace)?;
     let outcome = apply::create_if_absent(
         &Api::namespaced(client.clone(), namespace),
@@ -156,7 +158,7 @@ async fn apply_children(
     )
     .await
     .map_err(api_error("creating the pod role binding"))?;
-    report(ctx, pg, &rb, outcome).await;
+    report(ctx, changes, &rb, outcome);
 
     // Secrets, Services, Endpoints and PDBs do not depend on each other: write them together.
     let secrets = build::secrets(config, pg, owner.as_ref());
@@ -169,21 +171,21 @@ async fn apply_children(
         )
         .await
         .map_err(api_error(format!("creating secret {}", secret.name_any())))?;
-        report(ctx, pg, secret, outcome).await;
+        report(ctx, changes, secret, outcome);
         Ok::<_, Error>(())
     });
     let service_writes = desired
         .services
         .iter()
-        .map(|s| ensure(ctx, pg, "Service", &stores.services, s));
+        .map(|s| ensure(ctx, changes, &stores.services, s, Compare::Contents));
     let endpoint_writes = desired
         .endpoints
         .iter()
-        .map(|e| ensure(ctx, pg, "Endpoints", &stores.endpoints, e));
+        .map(|e| ensure(ctx, changes, &stores.endpoints, e, Compare::Contents));
     let pdb_writes = desired
         .pdbs
         .iter()
-        .map(|p| ensure(ctx, pg, "PodDisruptionBudget", &stores.pdbs, p));
+        .map(|p| ensure(ctx, changes, &stores.pdbs, p, Compare::Contents));
     futures::future::try_join4(
         futures::future::try_join_all(secret_writes),
         futures::future::try_join_all(service_writes),
@@ -191,12 +193,13 @@ async fn apply_children(
         futures::future::try_join_all(pdb_writes),
     )
     .await?;
+    // Its cache keeps no pod template (the largest part of any child): compared by hash.
     ensure(
         ctx,
-        pg,
-        "StatefulSet",
+        changes,
         &stores.statefulsets,
         &desired.statefulset,
+        Compare::Hash,
     )
     .await?;
 
@@ -214,10 +217,10 @@ async fn apply_children(
 
 async fn ensure<K>(
     ctx: &Context,
-    pg: &Postgresql,
-    kind: &str,
+    changes: &Changes,
     store: &kube::runtime::reflector::Store<K>,
     desired: &K,
+    compare: Compare,
 ) -> Result<(), Error>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
@@ -232,61 +235,77 @@ where
 {
     let namespace = desired.namespace().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
-    let outcome = apply::ensure(&api, store, desired)
+    let kind = K::kind(&Default::default()).to_string();
+    let outcome = apply::ensure(&api, store, desired, compare)
         .await
         .map_err(api_error(format!("applying {kind} {}", desired.name_any())))?;
-    report(ctx, pg, desired, outcome).await;
+    report(ctx, changes, desired, outcome);
     Ok(())
 }
 
-/// Counts a write and records an Event naming the child (as the event's related object, which
-/// also keeps the recorder from folding events about different children into one).
-async fn report<K>(ctx: &Context, pg: &Postgresql, child: &K, outcome: Outcome)
+/// Children created or updated by one reconcile, for one Event per kind of change that names
+/// them all: at 1 000 clusters created at once, one Event per child would be as many API writes
+/// again as the children themselves.
+#[derive(Default)]
+struct Changes(std::sync::Mutex<Vec<(Outcome, String)>>);
+
+impl Changes {
+    fn publish(self, ctx: &Context, pg: &Postgresql) {
+        let changes = self.0.into_inner().unwrap_or_else(|p| p.into_inner());
+        for (outcome, reason, action) in [
+            (Outcome::Created, "Created", "Create"),
+            (Outcome::Updated, "Updated", "Update"),
+        ] {
+            let children: Vec<String> = changes
+                .iter()
+                .filter(|(o, _)| *o == outcome)
+                .map(|(_, child)| child.clone())
+                .collect();
+            if children.is_empty() {
+                continue;
+            }
+            let event = Event {
+                kind: Kind::Normal,
+                reason: reason.into(),
+                note: crate::events::summary(reason, &children),
+                action: action.into(),
+                related: None,
+            };
+            ctx.events.publish(pg.object_ref(&()), event);
+        }
+    }
+}
+
+/// Counts a write and notes the child for the reconcile's Event.
+fn report<K>(ctx: &Context, changes: &Changes, child: &K, outcome: Outcome)
 where
     K: Resource,
     K::DynamicType: Default,
 {
-    let (reason, action, verb) = match outcome {
-        Outcome::Unchanged => return,
-        Outcome::Created => ("Created", "Create", "created"),
-        Outcome::Updated => ("Updated", "Update", "updated"),
-    };
+    if outcome == Outcome::Unchanged {
+        return;
+    }
     ctx.metrics.writes.inc();
     let kind = K::kind(&Default::default()).to_string();
     let name = child.name_any();
-    tracing::info!(cluster = %pg.name_any(), %kind, %name, "{verb}");
-    let event = Event {
-        type_: EventType::Normal,
-        reason: reason.into(),
-        note: Some(format!("{kind} {name} {verb}")),
-        action: action.into(),
-        secondary: Some(child.object_ref(&Default::default())),
-    };
-    // Events are informational: publishing them must not slow the reconcile down.
-    let (recorder, reference) = (ctx.recorder.clone(), pg.object_ref(&()));
-    tokio::spawn(async move {
-        if let Err(error) = recorder.publish(&event, &reference).await {
-            tracing::debug!(%error, "cannot publish an event");
-        }
-    });
+    tracing::info!(%kind, %name, ?outcome, "child written");
+    changes
+        .0
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((outcome, format!("{kind} {name}")));
 }
 
-async fn warn(ctx: &Context, pg: &Postgresql, reason: &str, note: String) {
+fn warn(ctx: &Context, pg: &Postgresql, reason: &str, note: String) {
     tracing::warn!(cluster = %pg.name_any(), reason, "{note}");
-    publish(ctx, pg, EventType::Warning, reason, note).await;
-}
-
-async fn publish(ctx: &Context, pg: &Postgresql, type_: EventType, reason: &str, note: String) {
     let event = Event {
-        type_,
+        kind: Kind::Warning,
         reason: reason.to_string(),
-        note: Some(note),
+        note,
         action: "Reconcile".into(),
-        secondary: None,
+        related: None,
     };
-    if let Err(error) = ctx.recorder.publish(&event, &pg.object_ref(&())).await {
-        tracing::debug!(%error, "cannot publish an event");
-    }
+    ctx.events.publish(pg.object_ref(&()), event);
 }
 
 /// Writes the status when it differs from the stored one; returns whether it wrote.

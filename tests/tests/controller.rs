@@ -247,10 +247,18 @@ async fn minimal_cluster_gets_its_children_and_becomes_running() -> Result<()> {
     ])
     .await?
     .ok()?;
+    // One Event per reconcile names every child it created.
+    for child in [
+        "StatefulSet acid-minimal-cluster",
+        "Service acid-minimal-cluster",
+        "Service acid-minimal-cluster-repl",
+        "Secret postgres.acid-minimal-cluster.credentials.postgresql.acid.zalan.do",
+        "PodDisruptionBudget postgres-acid-minimal-cluster-pdb",
+    ] {
+        assert!(events.stdout.contains(child), "{child}: {events}");
+    }
     assert!(
-        events
-            .stdout
-            .contains("StatefulSet acid-minimal-cluster created"),
+        events.stdout.contains("\"reason\": \"Created\""),
         "{events}"
     );
 
@@ -795,5 +803,87 @@ async fn registers_the_crd_with_its_categories() -> Result<()> {
     )
     .await?
     .ok()?;
+    Ok(())
+}
+
+/// The StatefulSet's cache keeps no pod template: a change is told by the hash it was applied
+/// with and by who wrote it since (managedFields). This checks both ways that can go wrong:
+/// a foreign edit missed, or a foreign write the controller keeps answering.
+#[tokio::test]
+async fn foreign_edits_are_put_back_and_a_restart_writes_nothing() -> Result<()> {
+    let (_cluster, ns) = setup("ctl-drift", &[]).await?;
+    let controller = start_controller(&ns.name, Options::default()).await?;
+    let n = ns.name.as_str();
+    apply(n, &minimal("acid-drift", 1)).await?;
+    wait_status(n, "acid-drift", "Running").await?;
+    let image = get("statefulset", n, "acid-drift").await?["spec"]["template"]["spec"]
+        ["containers"][0]["image"]
+        .clone();
+
+    // An edit of the pod template is put back through the watch.
+    let patch = r#"{"spec":{"template":{"spec":{"containers":[{"name":"postgres","image":"example.invalid/other:1"}]}}}}"#;
+    kubectl(["patch", "statefulset", "acid-drift", "-n", n, "-p", patch])
+        .await?
+        .ok()?;
+    let started = Instant::now();
+    e2e::eventually("the image to be put back", || async {
+        let sts = get("statefulset", n, "acid-drift").await?;
+        let now = &sts["spec"]["template"]["spec"]["containers"][0]["image"];
+        if *now == image {
+            Ok(())
+        } else {
+            bail!("image {now}")
+        }
+    })
+    .await?;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "repair took {:?}",
+        started.elapsed()
+    );
+
+    // A foreign annotation (a field the controller does not own) costs at most one write, and
+    // none on the resyncs after it (resync_period is 3s here); the annotation is left alone.
+    kubectl([
+        "annotate",
+        "statefulset",
+        "acid-drift",
+        "-n",
+        n,
+        "example.com/note=kept",
+    ])
+    .await?
+    .ok()?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let writes = || controller.metric("pg_controller_api_writes_total");
+    let before = writes().context("writes metric")?;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(writes(), Some(before), "resyncs after a foreign write");
+    let sts = get("statefulset", n, "acid-drift").await?;
+    assert_eq!(sts["metadata"]["annotations"]["example.com/note"], "kept");
+
+    // A restarted controller finds everything in place and writes nothing.
+    drop(controller);
+    let again = start_controller(
+        n,
+        Options {
+            identity: "again",
+            ..Default::default()
+        },
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert!(
+        again
+            .metric("pg_controller_reconciles_total")
+            .unwrap_or(0.0)
+            >= 2.0,
+        "the restarted controller resyncs"
+    );
+    assert_eq!(
+        again.metric("pg_controller_api_writes_total"),
+        Some(0.0),
+        "writes after a restart with nothing changed"
+    );
     Ok(())
 }

@@ -34,24 +34,6 @@ fn rss_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// CPU seconds (user + system) the process has used.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of /proc/pid/stat; 100 ticks per second on Linux.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 struct Server(Child);
 
 impl Drop for Server {
@@ -286,9 +268,9 @@ fn main() -> anyhow::Result<()> {
         // Warm-up.
         let _ = saturate(addr, &ca, body.clone(), 4).await;
         for conns in [8, 32] {
-            let cpu_before = cpu_seconds(pid);
+            let cpu_before = common::procstat::cpu_seconds(pid);
             let (rps, errors) = saturate(addr, &ca, body.clone(), conns).await;
-            let server_cpu = cpu_seconds(pid) - cpu_before;
+            let server_cpu = common::procstat::cpu_seconds(pid) - cpu_before;
             let (rss, peak) = rss_kib(pid);
             println!(
                 "saturation, {conns} connections: {rps:.0} reviews/s, {errors} errors, server CPU {:.0} us/review, RSS {:.1} MiB (peak {:.1} MiB)",

@@ -1,0 +1,34 @@
+//! What Linux's `/proc` says about a process, for the benchmarks (`make bench-*`).
+
+/// CPU seconds (user and system) process `pid` has used so far; 0 when it cannot be read.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    cpu_seconds_of(&stat)
+}
+
+/// The CPU seconds in one `/proc/<pid>/stat` line: utime and stime are its fields 14 and 15,
+/// in clock ticks (100 per second on Linux). The fields are counted after the command name,
+/// which may itself hold spaces and parentheses.
+fn cpu_seconds_of(stat: &str) -> f64 {
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_utime_and_stime_after_an_odd_command_name() {
+        let stat = "42 (a) b) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0";
+        assert_eq!(super::cpu_seconds_of(stat), 3.0);
+        assert_eq!(super::cpu_seconds_of("garbage"), 0.0);
+    }
+}
