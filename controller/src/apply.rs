@@ -113,6 +113,18 @@ where
     }
 }
 
+/// Whether this process remembers writing `object` last, into another state than the cached one.
+fn last_write_differs<K: Resource>(object: &K) -> bool
+where
+    K::DynamicType: Default,
+{
+    let version = object.meta().resource_version.as_deref();
+    writes()
+        .by_object
+        .get(&key_of(object))
+        .is_some_and(|w| w.resource_version.as_deref() != version)
+}
+
 /// Whether `object` is in the state our last write of it produced.
 fn is_our_last_write<K: Resource>(object: &K) -> bool
 where
@@ -146,9 +158,10 @@ pub fn digest(value: &Value) -> String {
 }
 
 /// Whether someone other than this controller's server-side apply wrote the object (its spec,
-/// metadata or any subresource but status) at or after that apply. Ties count as changes: the
-/// time has one-second resolution, and [`APPLIED_AT`] makes the next apply newer.
-pub fn changed_by_others(meta: &ObjectMeta) -> bool {
+/// metadata or any subresource but status) after that apply: `Some(Greater)`, or only in the same
+/// second, which managedFields' one-second times cannot order: `Some(Equal)`.
+pub fn written_by_others(meta: &ObjectMeta) -> Option<std::cmp::Ordering> {
+    use std::cmp::Ordering;
     let entries = meta.managed_fields.as_deref().unwrap_or_default();
     let is_ours = |e: &&k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry| {
         e.manager.as_deref() == Some(FIELD_MANAGER)
@@ -161,13 +174,30 @@ pub fn changed_by_others(meta: &ObjectMeta) -> bool {
         .filter_map(|e| e.time.as_ref())
         .max()
     else {
-        return true;
+        return Some(Ordering::Greater);
     };
-    entries.iter().any(|e| {
-        !is_ours(&e)
-            && e.subresource.as_deref() != Some("status")
-            && e.time.as_ref().is_none_or(|t| t >= ours)
-    })
+    entries
+        .iter()
+        .filter(|e| !is_ours(e) && e.subresource.as_deref() != Some("status"))
+        .map(|e| e.time.as_ref().map_or(Ordering::Greater, |t| t.cmp(ours)))
+        .filter(|o| *o != Ordering::Less)
+        .max()
+}
+
+/// Whether the cached child differs from our last apply through someone else's write. A write in
+/// the same second as ours is a change only when this process remembers its own last write and
+/// the cache holds a later state; without that memory (after a restart) it is taken as older,
+/// since every later foreign write shows with a later time.
+fn changed_by_others<K: Resource>(live: &K) -> bool
+where
+    K::DynamicType: Default,
+{
+    use std::cmp::Ordering;
+    match written_by_others(live.meta()) {
+        None => false,
+        Some(Ordering::Greater | Ordering::Less) => true,
+        Some(Ordering::Equal) => last_write_differs(live),
+    }
 }
 
 /// How [`ensure`] decides that a cached child already matches.
@@ -245,7 +275,7 @@ where
             let applied = meta.annotations.as_ref().and_then(|a| a.get(APPLIED_HASH));
             // A cached state that is exactly our last write settles the one-second ties of
             // changed_by_others (a foreign write in the same second, just before ours).
-            applied == Some(&digest(&want)) && (is_our_last_write(live) || !changed_by_others(meta))
+            applied == Some(&digest(&want)) && (is_our_last_write(live) || !changed_by_others(live))
         }
     };
     if cached.as_deref().is_some_and(matches) {
@@ -339,6 +369,8 @@ mod tests {
 
     #[test]
     fn writes_by_others_after_our_apply_are_changes() {
+        use std::cmp::Ordering::{Equal, Greater};
+        let changed_by_others = |m: &ObjectMeta| written_by_others(m).is_some();
         let ours = entry(FIELD_MANAGER, "Apply", "", 10);
         // Only our apply, or status written by kube-controller-manager: unchanged.
         assert!(!changed_by_others(&meta(vec![ours.clone()])));
@@ -360,11 +392,22 @@ mod tests {
             ours.clone(),
             entry("kubectl", "Update", "scale", 12),
         ])));
-        // The same second is ambiguous and counts as a change.
-        assert!(changed_by_others(&meta(vec![
-            ours.clone(),
-            entry("kubectl-edit", "Update", "", 10),
-        ])));
+        // The same second cannot be ordered.
+        assert_eq!(
+            written_by_others(&meta(vec![
+                ours.clone(),
+                entry("kubectl-edit", "Update", "", 10),
+            ])),
+            Some(Equal)
+        );
+        assert_eq!(
+            written_by_others(&meta(vec![
+                ours.clone(),
+                entry("kubectl-edit", "Update", "", 10),
+                entry("kubectl", "Update", "scale", 11),
+            ])),
+            Some(Greater)
+        );
         // Our own non-apply writes are not our apply.
         assert!(changed_by_others(&meta(vec![
             ours,

@@ -60,6 +60,11 @@ pub async fn reconcile(pg: Arc<Postgresql>, ctx: Arc<Context>) -> Result<Action,
     if !ctx.leading.load(Ordering::Acquire) {
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
+    // Until every child cache has listed, a missing child may only be not yet seen: writing it
+    // would be a needless (and, after a restart, repeated) write.
+    if !ctx.caches_ready.load(Ordering::Acquire) {
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
     if !common::rules::ownership::is_owned_by(pg.metadata.annotations.as_ref(), &ctx.controller_id)
     {
         return Ok(Action::await_change());
