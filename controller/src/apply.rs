@@ -30,8 +30,8 @@ const RECENT: Duration = Duration::from_secs(5);
 
 /// A write of this controller that its caches have not necessarily seen yet.
 struct Write {
-    /// Fingerprint of the desired state written.
-    fingerprint: u64,
+    /// [`digest`] of the desired state written ("" for a create-only child).
+    digest: String,
     /// The resourceVersion the write produced.
     resource_version: Option<String>,
     /// Whether the write came back through the watch (the cache now holds it or something newer).
@@ -61,23 +61,16 @@ fn writes() -> std::sync::MutexGuard<'static, Writes> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn fingerprint(value: &Value) -> u64 {
-    use std::hash::Hasher;
-    let mut hasher = std::hash::DefaultHasher::new();
-    value.to_string().hash(&mut hasher);
-    hasher.finish()
-}
-
 /// Whether the same desired state of `key` was written moments ago and the watch has not yet
 /// brought it back.
-fn recently_written(key: &str, fingerprint: u64) -> bool {
+fn recently_written(key: &str, digest: &str) -> bool {
     writes()
         .by_object
         .get(key)
-        .is_some_and(|w| !w.seen && w.fingerprint == fingerprint && w.at.elapsed() < RECENT)
+        .is_some_and(|w| !w.seen && w.digest == digest && w.at.elapsed() < RECENT)
 }
 
-fn remember(key: String, fingerprint: u64, resource_version: Option<String>) {
+fn remember(key: String, digest: String, resource_version: Option<String>) {
     let mut writes = writes();
     if writes.by_object.len() >= writes.sweep_at {
         writes.by_object.retain(|_, w| w.at.elapsed() < RECENT);
@@ -86,7 +79,7 @@ fn remember(key: String, fingerprint: u64, resource_version: Option<String>) {
     writes.by_object.insert(
         key,
         Write {
-            fingerprint,
+            digest,
             resource_version,
             seen: false,
             at: Instant::now(),
@@ -113,8 +106,9 @@ where
     }
 }
 
-/// Whether this process remembers writing `object` last, into another state than the cached one.
-fn last_write_differs<K: Resource>(object: &K) -> bool
+/// Whether `object` is in the state this process's last write of it produced: `None` when it
+/// remembers no write of it (after a restart, or once the write has expired).
+fn is_our_last_write<K: Resource>(object: &K) -> Option<bool>
 where
     K::DynamicType: Default,
 {
@@ -122,20 +116,7 @@ where
     writes()
         .by_object
         .get(&key_of(object))
-        .is_some_and(|w| w.resource_version.as_deref() != version)
-}
-
-/// Whether `object` is in the state our last write of it produced.
-fn is_our_last_write<K: Resource>(object: &K) -> bool
-where
-    K::DynamicType: Default,
-{
-    let version = object.meta().resource_version.as_deref();
-    version.is_some()
-        && writes()
-            .by_object
-            .get(&key_of(object))
-            .is_some_and(|w| w.resource_version.as_deref() == version)
+        .map(|w| version.is_some() && w.resource_version.as_deref() == version)
 }
 
 fn key_of<K: Resource>(object: &K) -> String
@@ -184,19 +165,24 @@ pub fn written_by_others(meta: &ObjectMeta) -> Option<std::cmp::Ordering> {
         .max()
 }
 
-/// Whether the cached child differs from our last apply through someone else's write. A write in
-/// the same second as ours is a change only when this process remembers its own last write and
-/// the cache holds a later state; without that memory (after a restart) it is taken as older,
-/// since every later foreign write shows with a later time.
+/// Whether the cached child differs from our last apply through someone else's write. A cached
+/// state that is exactly our last write settles it. A write in the same second as ours is a
+/// change only when this process remembers a later write of its own than the cached state;
+/// without that memory (after a restart) it is taken as older, since every later foreign write
+/// shows with a later time.
 fn changed_by_others<K: Resource>(live: &K) -> bool
 where
     K::DynamicType: Default,
 {
     use std::cmp::Ordering;
+    let ours = is_our_last_write(live);
+    if ours == Some(true) {
+        return false;
+    }
     match written_by_others(live.meta()) {
         None => false,
-        Some(Ordering::Greater | Ordering::Less) => true,
-        Some(Ordering::Equal) => last_write_differs(live),
+        Some(Ordering::Equal) => ours == Some(false),
+        Some(_) => true,
     }
 }
 
@@ -268,27 +254,25 @@ where
     }
     let cached = store.get(&reference);
     let want = serde_json::to_value(desired).unwrap_or(Value::Null);
+    let want_digest = digest(&want);
     let matches = |live: &K| match compare {
         Compare::Contents => serde_json::to_value(live).is_ok_and(|live| contains(&live, &want)),
         Compare::Hash => {
-            let meta = live.meta();
-            let applied = meta.annotations.as_ref().and_then(|a| a.get(APPLIED_HASH));
-            // A cached state that is exactly our last write settles the one-second ties of
-            // changed_by_others (a foreign write in the same second, just before ours).
-            applied == Some(&digest(&want)) && (is_our_last_write(live) || !changed_by_others(live))
+            let applied = live.annotations().get(APPLIED_HASH);
+            applied == Some(&want_digest) && !changed_by_others(live)
         }
     };
     if cached.as_deref().is_some_and(matches) {
         return Ok(Outcome::Unchanged);
     }
-    let (key, print) = (key_of(desired), fingerprint(&want));
-    if recently_written(&key, print) {
+    let key = key_of(desired);
+    if recently_written(&key, &want_digest) {
         return Ok(Outcome::Unchanged);
     }
     let mut desired = desired.clone();
     if compare == Compare::Hash {
         let annotations = desired.annotations_mut();
-        annotations.insert(APPLIED_HASH.into(), digest(&want));
+        annotations.insert(APPLIED_HASH.into(), want_digest.clone());
         annotations.insert(
             APPLIED_AT.into(),
             k8s_openapi::jiff::Timestamp::now()
@@ -299,7 +283,7 @@ where
     }
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let written = api.patch(&name, &params, &Patch::Apply(&desired)).await?;
-    remember(key, print, written.resource_version());
+    remember(key, want_digest, written.resource_version());
     Ok(if cached.is_some() {
         Outcome::Updated
     } else {
@@ -324,7 +308,7 @@ where
         reference = reference.within(&ns);
     }
     let key = key_of(desired);
-    if store.get(&reference).is_some() || recently_written(&key, 0) {
+    if store.get(&reference).is_some() || recently_written(&key, "") {
         return Ok(Outcome::Unchanged);
     }
     let params = PostParams {
@@ -333,7 +317,7 @@ where
     };
     match api.create(&params, desired).await {
         Ok(created) => {
-            remember(key, 0, created.resource_version());
+            remember(key, String::new(), created.resource_version());
             Ok(Outcome::Created)
         }
         // Created meanwhile (or before the cache saw it): keep the existing one and its password.
@@ -446,22 +430,23 @@ mod tests {
             ..Default::default()
         };
         let key = key_of(&object("1"));
-        remember(key.clone(), 7, Some("5".into()));
-        assert!(recently_written(&key, 7));
+        assert_eq!(is_our_last_write(&object("5")), None);
+        remember(key.clone(), "a".into(), Some("5".into()));
+        assert!(recently_written(&key, "a"));
         assert!(
-            !recently_written(&key, 8),
+            !recently_written(&key, "b"),
             "another desired state is written"
         );
         assert!(!is_echo(&object("4")), "an older state is not our write");
-        assert!(recently_written(&key, 7));
+        assert!(recently_written(&key, "a"));
         assert!(is_echo(&object("5")));
         assert!(
-            !recently_written(&key, 7),
+            !recently_written(&key, "a"),
             "once the cache has our write, it decides alone"
         );
-        assert!(is_our_last_write(&object("5")));
+        assert_eq!(is_our_last_write(&object("5")), Some(true));
         assert!(!is_echo(&object("6")), "a later change by someone else");
-        assert!(!is_our_last_write(&object("6")));
+        assert_eq!(is_our_last_write(&object("6")), Some(false));
     }
 
     #[test]

@@ -123,6 +123,23 @@ async fn start_controller(ns: &str, options: Options<'_>) -> Result<Controller> 
     Ok(controller)
 }
 
+/// Waits for `check` to pass, failing unless it does within 10 s: a repair goes through the
+/// watch, not the next resync.
+async fn repaired_within_10s<F, Fut>(what: &str, check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let started = Instant::now();
+    e2e::eventually(what, check).await?;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{what}: repair took {:?}",
+        started.elapsed()
+    );
+    Ok(())
+}
+
 async fn setup(
     prefix: &str,
     config: &[(&str, &str)],
@@ -315,16 +332,10 @@ async fn scaling_and_repair() -> Result<()> {
     kubectl(["delete", "service", "acid-scale-repl", "-n", n])
         .await?
         .ok()?;
-    let started = Instant::now();
-    e2e::eventually("the replica service to come back", || async {
+    repaired_within_10s("the replica service to come back", || async {
         get("service", n, "acid-scale-repl").await.map(|_| ())
     })
     .await?;
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "repair took {:?}",
-        started.elapsed()
-    );
     Ok(())
 }
 
@@ -750,8 +761,7 @@ async fn a_hand_edited_statefulset_is_put_back() -> Result<()> {
     kubectl(["scale", "statefulset", "acid-edit", "-n", n, "--replicas=5"])
         .await?
         .ok()?;
-    let started = Instant::now();
-    e2e::eventually("the StatefulSet to be put back to 2 replicas", || async {
+    repaired_within_10s("the StatefulSet to be put back to 2 replicas", || async {
         let sts = get("statefulset", n, "acid-edit").await?;
         if sts["spec"]["replicas"] == 2 {
             Ok(())
@@ -760,11 +770,6 @@ async fn a_hand_edited_statefulset_is_put_back() -> Result<()> {
         }
     })
     .await?;
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "repair took {:?}",
-        started.elapsed()
-    );
     Ok(())
 }
 
@@ -825,8 +830,7 @@ async fn foreign_edits_are_put_back_and_a_restart_writes_nothing() -> Result<()>
     kubectl(["patch", "statefulset", "acid-drift", "-n", n, "-p", patch])
         .await?
         .ok()?;
-    let started = Instant::now();
-    e2e::eventually("the image to be put back", || async {
+    repaired_within_10s("the image to be put back", || async {
         let sts = get("statefulset", n, "acid-drift").await?;
         let now = &sts["spec"]["template"]["spec"]["containers"][0]["image"];
         if *now == image {
@@ -836,11 +840,6 @@ async fn foreign_edits_are_put_back_and_a_restart_writes_nothing() -> Result<()>
         }
     })
     .await?;
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "repair took {:?}",
-        started.elapsed()
-    );
 
     // A foreign annotation (a field the controller does not own) costs at most one write, and
     // none on the resyncs after it (resync_period is 3s here); the annotation is left alone.
