@@ -138,6 +138,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }));
 
     let label = config.kubernetes.cluster_name_label.clone();
+    // Zalando's `workers` (goroutines, each pinned to a share of the clusters) becomes how many
+    // clusters are reconciled at once; a restart applies a change.
+    let concurrency = args
+        .concurrency
+        .unwrap_or_else(|| u16::try_from(config.workers).unwrap_or(u16::MAX));
     let pg_api: Api<Postgresql> = api(&client, ns);
     let (clusters, cluster_writer) = kube::runtime::reflector::store();
     // A status write (ours) or another status-only change is no reason to reconcile; what is:
@@ -150,7 +155,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .applied_objects()
         .predicate_filter(reconcile_worthy, Default::default());
     let controller = Controller::for_stream(cluster_changes, clusters)
-        .with_config(controller::Config::default().concurrency(args.concurrency))
+        .with_config(controller::Config::default().concurrency(concurrency))
         .watches_stream(sts_stream, to_cluster(label.clone()))
         .watches_stream(svc_stream, to_cluster(label.clone()))
         .watches_stream(ep_stream, to_cluster(label.clone()))

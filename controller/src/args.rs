@@ -12,9 +12,9 @@ pub struct Args {
     /// Namespace the operator runs in (defaults to the service account's namespace).
     #[arg(long, env = "OPERATOR_NAMESPACE")]
     pub operator_namespace: Option<String>,
-    /// Clusters reconciled at the same time.
-    #[arg(long, env = "CONTROLLER_CONCURRENCY", default_value_t = 8)]
-    pub concurrency: u16,
+    /// Clusters reconciled at the same time (default: the configuration's `workers`).
+    #[arg(long, env = "CONTROLLER_CONCURRENCY")]
+    pub concurrency: Option<u16>,
     /// Elect a leader on a Lease so that only one replica acts.
     #[arg(long, env = "LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_election: bool,

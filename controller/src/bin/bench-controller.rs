@@ -22,7 +22,14 @@ use std::time::{Duration, Instant};
 /// Objects the controller writes per cluster: StatefulSet, 2 Services, 4 Secrets (minimal
 /// manifest users plus postgres and standby), 2 PDBs, 1 status write.
 const WRITES_PER_CLUSTER: usize = 10;
-const CONCURRENCY: usize = 8;
+/// Concurrent clients of the floors and of the cluster creation, and the controller's concurrency
+/// (`BENCH_CONCURRENCY`, default 8, Zalando's default `workers`).
+fn concurrency() -> usize {
+    std::env::var("BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8)
+}
 
 struct Proc(Child);
 
@@ -160,7 +167,7 @@ async fn floor(client: &Client, objects: usize) -> Result<Duration> {
                 api.create(&PostParams::default(), &cm).await.map(|_| ())
             }
         })
-        .buffer_unordered(CONCURRENCY)
+        .buffer_unordered(concurrency())
         .try_collect::<Vec<_>>()
         .await?;
     let elapsed = started.elapsed();
@@ -231,7 +238,7 @@ async fn floor_same_objects(client: &Client, n: usize, verb: Verb) -> Result<Dur
     }
     let started = Instant::now();
     stream::iter(writes)
-        .buffer_unordered(CONCURRENCY)
+        .buffer_unordered(concurrency())
         .try_collect::<Vec<_>>()
         .await?;
     let elapsed = started.elapsed();
@@ -273,7 +280,7 @@ async fn run_size(client: &Client, n: usize) -> Result<()> {
                 "--leader-election",
                 "false",
                 "--concurrency",
-                &CONCURRENCY.to_string(),
+                &concurrency().to_string(),
             ])
             .env("KUBECONFIG", repo().join(".local/kubeconfig"))
             .env("CONFIG_MAP_NAME", format!("{ns}/postgres-operator"))
@@ -304,7 +311,7 @@ async fn run_size(client: &Client, n: usize) -> Result<()> {
                 pgs.create(&PostParams::default(), &pg).await.map(|_| ())
             }
         })
-        .buffer_unordered(CONCURRENCY)
+        .buffer_unordered(concurrency())
         .try_collect::<Vec<_>>()
         .await?;
     let reconciled = |pg: &common::crd::Postgresql| {
@@ -433,10 +440,11 @@ async fn main() -> Result<()> {
     // The benchmark's controllers do not register the CRD (each would patch it); install it once.
     controller::crd_registration::register(&client, &["all".to_string()]).await?;
     println!(
-        "controller benchmark on the local control plane; {} CPUs shared by everything",
+        "controller benchmark on the local control plane; {} CPUs shared by everything; concurrency {}",
         std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(1)
+            .unwrap_or(1),
+        concurrency()
     );
     for n in sizes {
         run_size(&client, n).await?;
