@@ -10,11 +10,15 @@ export KUBECONFIG_LOCAL := $(CURDIR)/.local/kubeconfig
 
 CARGO ?= cargo
 
-.PHONY: all build tools up down demo test unit e2e crds crds-check fmt lint bench bench-capacity clean-local bench-webhook bench-controller
+.PHONY: all build target-dir tools up down demo test unit e2e crds crds-check fmt lint bench bench-capacity clean-local bench-webhook bench-controller
 
 all: build
 
-build:
+## Claims this checkout's target dir and removes those of clones that are gone (the disk is shared).
+target-dir:
+	scripts/prune-targets.sh "$(CURDIR)"
+
+build: target-dir
 	$(CARGO) build --workspace --bins
 
 ## Go-built control-plane binaries (kube-apiserver, etcd, kwok, helm, ...) cached under $(PGOP_CACHE).
@@ -31,14 +35,14 @@ demo: tools build
 	scripts/demo.sh
 
 ## Regenerates crds/*.yaml from the Rust types (a unit test fails when they drift).
-crds:
+crds: target-dir
 	$(CARGO) run -q -p controller --bin crdgen -- crds
 
 ## Fails when crds/ differs from what the types generate.
 crds-check: crds
 	git diff --exit-code crds/
 
-unit:
+unit: target-dir
 	$(CARGO) test --workspace --exclude e2e
 
 e2e: tools build
@@ -50,11 +54,11 @@ test: unit e2e
 fmt:
 	$(CARGO) fmt --all
 
-lint:
+lint: target-dir
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-bench-capacity: tools
+bench-capacity: tools target-dir
 	scripts/up.sh
 	$(CARGO) run --release -p e2e --bin bench-capacity
 
@@ -64,12 +68,12 @@ clean-local: down
 	rm -rf .local
 
 ## Admission webhook throughput, latency and memory (see BENCHMARKS.md).
-bench-webhook:
+bench-webhook: target-dir
 	$(CARGO) build --release -p webhook --bins
 	$(CARGO_TARGET_DIR)/release/bench-webhook
 
 ## Controller convergence, API requests, latency and memory at 100 and 1000 clusters (BENCHMARKS.md).
-bench-controller: tools
+bench-controller: tools target-dir
 	scripts/up.sh
 	$(CARGO) build --release -p controller --bins
 	$(CARGO_TARGET_DIR)/release/bench-controller

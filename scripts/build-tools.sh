@@ -152,4 +152,10 @@ if want helm; then
   if have_all "$BIN_HELM" helm; then log "cached: helm $HELM_VERSION ($BIN_HELM)"
   else step "helm $HELM_VERSION" build_helm; built=1; fi
 fi
-if [ "$built" = 1 ]; then log "tools built in $((SECONDS - total_start))s"; else log "all tools cached"; fi
+if [ "$built" = 1 ]; then
+  log "tools built in $((SECONDS - total_start))s"
+  # Go's build cache (GiBs) only speeds up a rebuild of the same versions, which never comes:
+  # the binaries above are the cache. The module cache stays for a version bump.
+  go clean -cache
+  rm -rf "$PGOP_CACHE"/build/*/bin
+else log "all tools cached"; fi
