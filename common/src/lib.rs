@@ -11,5 +11,6 @@ pub mod labels;
 pub mod naming;
 pub mod patterns;
 pub mod procstat;
+pub mod promtext;
 pub mod quantity;
 pub mod rules;

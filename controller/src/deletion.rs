@@ -109,7 +109,7 @@ where
         let name = object.name_any();
         match api.delete(&name, &DeleteParams::background()).await {
             Ok(_) => {
-                ctx.metrics.writes.inc();
+                ctx.metrics.wrote(&K::plural(&Default::default()));
                 let kind = K::kind(&Default::default()).to_string();
                 let related = object.object_ref(&Default::default());
                 publish(
@@ -168,7 +168,7 @@ async fn patch_finalizers(
         &Patch::Merge(&patch),
     )
     .await?;
-    ctx.metrics.writes.inc();
+    ctx.metrics.wrote("postgresqls");
     Ok(())
 }
 

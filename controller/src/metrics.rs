@@ -21,6 +21,28 @@ pub struct StatusLabels {
     pub status: String,
 }
 
+/// What an API write changed.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabels {
+    /// The API resource, as the API server's own metrics name it (`statefulsets`,
+    /// `postgresqls/status`, ...).
+    pub resource: String,
+}
+
+/// Every resource the controller writes: their series exist from the start (at 0), so a
+/// dashboard or a test sees "no writes" rather than no data.
+const WRITTEN_RESOURCES: [&str; 9] = [
+    "statefulsets",
+    "services",
+    "endpoints",
+    "secrets",
+    "poddisruptionbudgets",
+    "serviceaccounts",
+    "rolebindings",
+    "postgresqls",
+    "postgresqls/status",
+];
+
 /// Counters of reconciles and their outcome.
 pub struct Metrics {
     registry: Registry,
@@ -30,8 +52,8 @@ pub struct Metrics {
     pub failures: Family<ReasonLabels, Counter>,
     /// Reconcile duration.
     pub duration: Histogram,
-    /// API writes made (creates, applies, deletes, status patches).
-    pub writes: Counter,
+    /// API writes made (creates, applies, deletes, status patches), by resource.
+    pub writes: Family<WriteLabels, Counter>,
     /// Clusters by status, recomputed from the cache.
     pub clusters: Family<StatusLabels, Gauge>,
     /// Events dropped because the publishing queue was full.
@@ -57,10 +79,15 @@ impl Default for Metrics {
             "Time of one reconcile",
             duration.clone(),
         );
-        let writes = Counter::default();
+        let writes = Family::<WriteLabels, Counter>::default();
+        for resource in WRITTEN_RESOURCES {
+            let _ = writes.get_or_create(&WriteLabels {
+                resource: resource.into(),
+            });
+        }
         registry.register(
             "api_writes",
-            "Writes sent to the API server",
+            "Writes sent to the API server, by resource",
             writes.clone(),
         );
         let clusters = Family::<StatusLabels, Gauge>::default();
@@ -99,6 +126,15 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// Counts one write to `resource` (see [`WriteLabels`]).
+    pub fn wrote(&self, resource: &str) {
+        self.writes
+            .get_or_create(&WriteLabels {
+                resource: resource.to_string(),
+            })
+            .inc();
     }
 
     /// The OpenMetrics exposition.

@@ -290,7 +290,7 @@ where
     if outcome == Outcome::Unchanged {
         return;
     }
-    ctx.metrics.writes.inc();
+    ctx.metrics.wrote(&K::plural(&Default::default()));
     let kind = K::kind(&Default::default()).to_string();
     let name = child.name_any();
     tracing::info!(%kind, %name, ?outcome, "child written");
@@ -334,7 +334,7 @@ async fn write_status(
     )
     .await
     .map_err(api_error("writing the status"))?;
-    ctx.metrics.writes.inc();
+    ctx.metrics.wrote("postgresqls/status");
     Ok(true)
 }
 

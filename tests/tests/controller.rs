@@ -24,11 +24,10 @@ impl Drop for Controller {
 }
 
 impl Controller {
+    /// The sum of every series of metric `name`; None when it has none.
     fn metric(&self, name: &str) -> Option<f64> {
         let (_, body) = http_get(self.admin_port, "/metrics")?;
-        body.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        common::promtext::sum(&body, name)
     }
 
     fn kill9(&mut self) {
@@ -278,6 +277,13 @@ async fn minimal_cluster_gets_its_children_and_becomes_running() -> Result<()> {
         events.stdout.contains("\"reason\": \"Created\""),
         "{events}"
     );
+
+    // Writes are counted by resource: one StatefulSet, two Services, four Secrets so far.
+    for (resource, at_least) in [("statefulsets", 1.0), ("services", 2.0), ("secrets", 4.0)] {
+        let series = format!("pg_controller_api_writes_total{{resource=\"{resource}\"}}");
+        let written = controller.metric(&series).unwrap_or(0.0);
+        assert!(written >= at_least, "{series} is {written}");
+    }
 
     // An unchanged cluster costs no writes on resync (resync_period is 3s here).
     let before = controller

@@ -1,10 +1,12 @@
 //! `make bench-controller`: the controller against the local control plane, with the control
 //! plane's own write floor measured in the same run.
 //!
-//! For N clusters (100, then 1000): the floor is the time to create as many plain objects as
-//! the controller writes for N clusters, with the controller's concurrency; then N postgresqls
-//! are created at once and the time until every one reports Reconciled is measured, with the
-//! API server's write requests per cluster, the controller's RSS, the writes a resync of the
+//! For N clusters (100, then 1000): the floors (`floors.rs`) are the times to write, with the
+//! controller's concurrency, as many plain ConfigMaps as the controller writes objects; the
+//! children the controller writes (created, then server-side applied); and the complete
+//! converged state (each postgresql, its children, status and Event). Then N postgresqls are
+//! created at once and the time until every one reports Reconciled is measured, with the API
+//! server's write requests per cluster, the controller's RSS, the writes a resync of the
 //! unchanged clusters makes, and the time from creating one more cluster to its StatefulSet.
 
 use anyhow::{Context, Result, bail};
@@ -18,6 +20,12 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod floors;
+mod progress;
+mod timeline;
+use floors::{Scope, Verb};
+use progress::Progress;
 
 /// Objects the controller writes per cluster: StatefulSet, 2 Services, 4 Secrets (minimal
 /// manifest users plus postgres and standby), 2 PDBs, 1 status write.
@@ -113,9 +121,7 @@ fn metric(port: u16, name: &str) -> Option<f64> {
     .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    common::promtext::sum(&text, name)
 }
 
 fn cluster(name: &str) -> serde_json::Value {
@@ -124,15 +130,23 @@ fn cluster(name: &str) -> serde_json::Value {
                  "users": {"zalando": ["superuser", "createdb"], "foo_user": []}, "databases": {"foo": "zalando"}}})
 }
 
-async fn namespace(client: &Client, name: &str) -> Result<()> {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let _ = api.delete(name, &DeleteParams::default()).await;
-    for _ in 0..240 {
-        if api.get_opt(name).await?.is_none() {
+/// Deletes a namespace and waits (up to 10 minutes) until it and everything in it are gone.
+async fn remove_namespace(client: &Client, ns: &str) -> Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let _ = namespaces.delete(ns, &DeleteParams::default()).await;
+    for _ in 0..1200 {
+        if namespaces.get_opt(ns).await?.is_none() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    Ok(())
+}
+
+/// A fresh, empty namespace.
+async fn namespace(client: &Client, name: &str) -> Result<()> {
+    remove_namespace(client, name).await?;
+    let api: Api<Namespace> = Api::all(client.clone());
     api.create(
         &PostParams::default(),
         &Namespace {
@@ -147,117 +161,11 @@ async fn namespace(client: &Client, name: &str) -> Result<()> {
     Ok(())
 }
 
-async fn floor(client: &Client, objects: usize) -> Result<Duration> {
-    let ns = "bench-floor";
-    namespace(client, ns).await?;
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let started = Instant::now();
-    stream::iter(0..objects)
-        .map(|i| {
-            let api = api.clone();
-            async move {
-                let cm = ConfigMap {
-                    metadata: ObjectMeta {
-                        name: Some(format!("floor-{i}")),
-                        ..Default::default()
-                    },
-                    data: Some([("k".to_string(), "v".repeat(64))].into()),
-                    ..Default::default()
-                };
-                api.create(&PostParams::default(), &cm).await.map(|_| ())
-            }
-        })
-        .buffer_unordered(concurrency())
-        .try_collect::<Vec<_>>()
-        .await?;
-    let elapsed = started.elapsed();
-    let _ = Api::<Namespace>::all(client.clone())
-        .delete(ns, &DeleteParams::default())
-        .await;
-    Ok(elapsed)
-}
-
-/// How the floor writes its objects.
-#[derive(Clone, Copy)]
-enum Verb {
-    /// POST, the cheapest write the API server has.
-    Create,
-    /// Server-side apply, as the controller writes them (the API server computes managed fields).
-    Apply,
-}
-
-async fn write<K>(api: Api<K>, object: K, verb: Verb) -> kube::Result<()>
-where
-    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match verb {
-        Verb::Create => api
-            .create(&PostParams::default(), &object)
-            .await
-            .map(|_| ()),
-        Verb::Apply => {
-            let name = object.meta().name.clone().unwrap_or_default();
-            let params = kube::api::PatchParams::apply("bench-floor").force();
-            api.patch(&name, &params, &kube::api::Patch::Apply(&object))
-                .await
-                .map(|_| ())
-        }
-    }
-}
-
-/// The same objects the controller writes for `n` clusters (built by its own builders), written
-/// directly with the same concurrency: the floor that includes what those objects set off in
-/// the control plane (pods, volumes, kwok), unlike plain ConfigMaps.
-async fn floor_same_objects(client: &Client, n: usize, verb: Verb) -> Result<Duration> {
-    use k8s_openapi::api::core::v1::{Secret, Service};
-    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-    let ns = "bench-direct";
-    namespace(client, ns).await?;
-    let config = common::config::Config::default();
-    let mut writes: Vec<futures::future::BoxFuture<'static, kube::Result<()>>> = Vec::new();
-    for i in 0..n {
-        let mut pg: common::crd::Postgresql =
-            serde_json::from_value(cluster(&format!("direct-{i}")))?;
-        pg.metadata.namespace = Some(ns.into());
-        let desired = controller::build::build(&config, &pg, None)?;
-        let sts: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
-        writes.push(Box::pin(write(sts, desired.statefulset, verb)));
-        for service in desired.services {
-            let api: Api<Service> = Api::namespaced(client.clone(), ns);
-            writes.push(Box::pin(write(api, service, verb)));
-        }
-        for pdb in desired.pdbs {
-            let api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
-            writes.push(Box::pin(write(api, pdb, verb)));
-        }
-        for secret in controller::build::secrets(&config, &pg, None) {
-            let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-            // The controller creates Secrets (never applies them): so does the floor.
-            writes.push(Box::pin(write(api, secret, Verb::Create)));
-        }
-    }
-    let started = Instant::now();
-    stream::iter(writes)
-        .buffer_unordered(concurrency())
-        .try_collect::<Vec<_>>()
-        .await?;
-    let elapsed = started.elapsed();
-    // Remove it all (and its pods) before the controller is measured.
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces.delete(ns, &DeleteParams::default()).await?;
-    for _ in 0..1200 {
-        if namespaces.get_opt(ns).await?.is_none() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    Ok(elapsed)
-}
-
 async fn run_size(client: &Client, n: usize) -> Result<()> {
-    let floor_time = floor(client, n * WRITES_PER_CLUSTER).await?;
-    let same_objects = floor_same_objects(client, n, Verb::Create).await?;
-    let same_applied = floor_same_objects(client, n, Verb::Apply).await?;
+    let configmaps = floors::configmaps(client, n * WRITES_PER_CLUSTER).await?;
+    let created = floors::same_objects(client, n, Verb::Create, Scope::Children).await?;
+    let applied = floors::same_objects(client, n, Verb::Apply, Scope::Children).await?;
+    let complete = floors::same_objects(client, n, Verb::Apply, Scope::Complete).await?;
     let ns = format!("bench-{n}");
     namespace(client, &ns).await?;
     let config = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "postgres-operator", "namespace": ns},
@@ -300,8 +208,10 @@ async fn run_size(client: &Client, n: usize) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let pgs: Api<common::crd::Postgresql> = Api::namespaced(client.clone(), &ns);
+    let mut progress = Progress::follow(pgs.clone()).await;
     let writes_before = write_requests(client).await?;
     let started = Instant::now();
+    let timeline = timeline::spawn(&progress, started);
     stream::iter(0..n)
         .map(|i| {
             let pgs = pgs.clone();
@@ -314,30 +224,13 @@ async fn run_size(client: &Client, n: usize) -> Result<()> {
         .buffer_unordered(concurrency())
         .try_collect::<Vec<_>>()
         .await?;
-    let reconciled = |pg: &common::crd::Postgresql| {
-        pg.status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| {
-                c.iter()
-                    .any(|c| c.type_ == "Reconciled" && c.status == "True")
-            })
-    };
-    loop {
-        let done = pgs
-            .list(&Default::default())
-            .await?
-            .items
-            .iter()
-            .filter(|pg| reconciled(pg))
-            .count();
-        if done == n {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(1800) {
-            bail!("only {done} of {n} clusters reconciled after 30 minutes");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    let limit = Duration::from_secs(1800);
+    let done = progress.wait(limit, |c| c.reconciled == n).await;
+    if done.reconciled < n {
+        bail!(
+            "only {} of {n} clusters reconciled after 30 minutes",
+            done.reconciled
+        );
     }
     let converged = started.elapsed();
     let cpu = common::procstat::cpu_seconds(pid);
@@ -345,40 +238,40 @@ async fn run_size(client: &Client, n: usize) -> Result<()> {
     let own_writes = metric(admin, "pg_controller_api_writes_total").unwrap_or(0.0);
     let rss = rss_mib(pid);
 
-    // Pods becoming ready change the status (Creating → Running): wait until that has settled
-    // (every cluster Running, or no change for 15 s) before measuring a resync.
-    let (mut last, mut since) = (usize::MAX, Instant::now());
-    loop {
-        let running = pgs
-            .list(&Default::default())
-            .await?
-            .items
-            .iter()
-            .filter(|pg| {
-                pg.status.as_ref().is_some_and(|s| {
-                    s.postgres_cluster_status == common::crd::postgresql::ClusterStatus::Running
-                })
-            })
-            .count();
-        if running != last {
-            (last, since) = (running, Instant::now());
-        }
-        if running == n
-            || since.elapsed() > Duration::from_secs(15)
-            || started.elapsed() > Duration::from_secs(1800)
-        {
+    // Pods becoming ready change the status (Creating → Running), at the pace of
+    // kube-controller-manager's statefulset controller (its default 20 requests/s): wait until
+    // that has settled (every cluster Running, no change for 15 s, or 2 minutes) before
+    // measuring a resync.
+    let settle_by = Instant::now() + Duration::from_secs(120);
+    let mut last = progress.now().running;
+    while last < n && Instant::now() < settle_by {
+        let now = progress
+            .wait(Duration::from_secs(15), |c| c.running != last)
+            .await
+            .running;
+        if now == last {
             break;
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        last = now;
     }
+    drop(timeline);
     let running_after = started.elapsed();
-    // A resync of unchanged clusters (resync_period 20s) must write nothing.
-    let ours_before = metric(admin, "pg_controller_api_writes_total").unwrap_or(0.0);
+    // A resync of unchanged clusters (resync_period 20s) must write nothing. Clusters whose pods
+    // become ready in the window are not unchanged: each such Creating → Running transition is
+    // one status write, counted apart.
+    const WRITES: &str = "pg_controller_api_writes_total";
+    const STATUS_WRITES: &str = "pg_controller_api_writes_total{resource=\"postgresqls/status\"}";
+    let writes_at = || metric(admin, WRITES).unwrap_or(0.0);
+    let status_writes_at = || metric(admin, STATUS_WRITES).unwrap_or(0.0);
+    let (all_before, status_before) = (writes_at(), status_writes_at());
     let reconciles_before = metric(admin, "pg_controller_reconciles_total").unwrap_or(0.0);
+    let running_before = progress.now().running;
     tokio::time::sleep(Duration::from_secs(45)).await;
-    let noop_writes = metric(admin, "pg_controller_api_writes_total").unwrap_or(0.0) - ours_before;
+    let status_writes = status_writes_at() - status_before;
+    let child_writes = writes_at() - all_before - status_writes;
     let noop_reconciles =
         metric(admin, "pg_controller_reconciles_total").unwrap_or(0.0) - reconciles_before;
+    let became_running = progress.now().running.saturating_sub(running_before);
 
     // One more cluster: from create to its StatefulSet, seen through a watch.
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
@@ -401,20 +294,28 @@ async fn run_size(client: &Client, n: usize) -> Result<()> {
     }
     latencies.sort();
     let p50 = latencies[latencies.len() / 2];
+    let secs = |d: Duration| d.as_secs_f64();
+    let ratio = |floor: Duration| secs(converged) / secs(floor);
     println!(
-        "{n} clusters: converged in {:.1}s (controller CPU {cpu:.1}s); floors: {:.1}s for {} ConfigMaps (ratio {:.2}), \
-         the same objects written directly {:.1}s created (ratio {:.2}) / {:.1}s server-side applied (ratio {:.2}); \
-         {last} of {n} Running after {:.1}s; API server writes {:.1} per cluster (controller's own {:.1}); \
-         apply→StatefulSet p50 {:.0} ms (max {:.0} ms) with {n} managed; no-op resync: {noop_writes} writes in {noop_reconciles} reconciles; controller RSS {rss:.1} MiB",
-        converged.as_secs_f64(),
-        floor_time.as_secs_f64(),
+        "{n} clusters: converged in {:.1}s (controller CPU {cpu:.1}s)\n  \
+         floors: {:.1}s for {} ConfigMaps (ratio {:.2}); children created {:.1}s (ratio {:.2}), \
+         applied {:.1}s (ratio {:.2}); complete state {:.1}s (ratio {:.2}, target <= 1.5)\n  \
+         {last} of {n} Running after {:.1}s; API server writes {:.1} per cluster (controller's own {:.1})\n  \
+         apply->StatefulSet p50 {:.0} ms (max {:.0} ms) with {n} managed\n  \
+         resync: {noop_reconciles} reconciles in 45 s wrote {child_writes} children and \
+         {status_writes} statuses; {became_running} clusters became Running in that time\n  \
+         controller RSS {rss:.1} MiB",
+        secs(converged),
+        secs(configmaps),
         n * WRITES_PER_CLUSTER,
-        converged.as_secs_f64() / floor_time.as_secs_f64(),
-        same_objects.as_secs_f64(),
-        converged.as_secs_f64() / same_objects.as_secs_f64(),
-        same_applied.as_secs_f64(),
-        converged.as_secs_f64() / same_applied.as_secs_f64(),
-        running_after.as_secs_f64(),
+        ratio(configmaps),
+        secs(created),
+        ratio(created),
+        secs(applied),
+        ratio(applied),
+        secs(complete),
+        ratio(complete),
+        secs(running_after),
         writes / n as f64,
         own_writes / n as f64,
         p50.as_secs_f64() * 1000.0,
