@@ -87,13 +87,16 @@ async fn statefulset_with_volume_claims_gets_running_pods_and_bound_pvcs() -> Re
     for ip in &ips {
         ensure!(is_loopback(ip), "pod IP {ip} is outside 127.0.0.0/8");
     }
+    // The scheduler places a pod once its claim names a volume; the claim's phase turns Bound in
+    // a later update by the volume controller, which lags when it has a backlog.
     for i in 0..2 {
-        let pvc = pvcs.get(&format!("data-web-{i}")).await?;
-        let phase = pvc.status.and_then(|s| s.phase);
-        ensure!(
-            phase.as_deref() == Some("Bound"),
-            "PVC data-web-{i} is {phase:?}"
-        );
+        let name = format!("data-web-{i}");
+        eventually(&format!("PVC {name} Bound"), || async {
+            let phase = pvcs.get(&name).await?.status.and_then(|s| s.phase);
+            ensure!(phase.as_deref() == Some("Bound"), "PVC {name} is {phase:?}");
+            Ok(())
+        })
+        .await?;
     }
     // The disruption controller counts the Ready pods for the PodDisruptionBudget.
     let pdbs: Api<PodDisruptionBudget> = Api::namespaced(c.client.clone(), &ns.name);
