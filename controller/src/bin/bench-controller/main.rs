@@ -111,7 +111,7 @@ fn rss_mib(pid: u32) -> f64 {
         / 1024.0
 }
 
-fn metric(port: u16, name: &str) -> Option<f64> {
+fn metrics_text(port: u16) -> Option<String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     write!(
@@ -121,7 +121,23 @@ fn metric(port: u16, name: &str) -> Option<f64> {
     .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
-    common::promtext::sum(&text, name)
+    Some(text)
+}
+
+fn metric(port: u16, name: &str) -> Option<f64> {
+    common::promtext::sum(&metrics_text(port)?, name)
+}
+
+/// The controller's writes so far, by resource.
+fn writes_by_resource(port: u16) -> std::collections::BTreeMap<String, f64> {
+    const PREFIX: &str = "pg_controller_api_writes_total{resource=\"";
+    let text = metrics_text(port).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let (resource, value) = line.strip_prefix(PREFIX)?.split_once("\"} ")?;
+            Some((resource.to_string(), value.parse().ok()?))
+        })
+        .collect()
 }
 
 fn cluster(name: &str) -> serde_json::Value {
@@ -180,6 +196,14 @@ async fn run_size(client: &Client, n: usize) -> Result<()> {
         .parent()
         .context("target dir")?
         .join("controller");
+    // BENCH_CONTROLLER_LOG=FILE: the controller's log (at info: every child it writes) goes there.
+    let log = match std::env::var_os("BENCH_CONTROLLER_LOG") {
+        Some(path) => Some(
+            std::fs::File::create(&path)
+                .with_context(|| format!("BENCH_CONTROLLER_LOG {}", path.to_string_lossy()))?,
+        ),
+        None => None,
+    };
     let controller = Proc(
         Command::new(&exe)
             .args([
@@ -194,9 +218,11 @@ async fn run_size(client: &Client, n: usize) -> Result<()> {
             .env("CONFIG_MAP_NAME", format!("{ns}/postgres-operator"))
             .env("OPERATOR_NAMESPACE", &ns)
             .env("WATCHED_NAMESPACE", &ns)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .env("RUST_LOG", if log.is_some() { "info" } else { "warn" })
+            .stdout(log.as_ref().map_or_else(Stdio::null, |f| {
+                f.try_clone().map_or_else(|_| Stdio::null(), Stdio::from)
+            }))
+            .stderr(log.map_or_else(Stdio::null, Stdio::from))
             .spawn()
             .with_context(|| format!("starting {}", exe.display()))?,
     );
@@ -264,6 +290,7 @@ async fn run_size(client: &Client, n: usize) -> Result<()> {
     let writes_at = || metric(admin, WRITES).unwrap_or(0.0);
     let status_writes_at = || metric(admin, STATUS_WRITES).unwrap_or(0.0);
     let (all_before, status_before) = (writes_at(), status_writes_at());
+    let by_resource_before = writes_by_resource(admin);
     let reconciles_before = metric(admin, "pg_controller_reconciles_total").unwrap_or(0.0);
     let running_before = progress.now().running;
     tokio::time::sleep(Duration::from_secs(45)).await;
@@ -272,6 +299,14 @@ async fn run_size(client: &Client, n: usize) -> Result<()> {
     let noop_reconciles =
         metric(admin, "pg_controller_reconciles_total").unwrap_or(0.0) - reconciles_before;
     let became_running = progress.now().running.saturating_sub(running_before);
+    let children_written: Vec<String> = writes_by_resource(admin)
+        .into_iter()
+        .filter(|(resource, _)| resource != "postgresqls/status")
+        .filter_map(|(resource, after)| {
+            let n = after - by_resource_before.get(&resource).copied().unwrap_or(0.0);
+            (n > 0.0).then(|| format!("{resource} {n}"))
+        })
+        .collect();
 
     // One more cluster: from create to its StatefulSet, seen through a watch.
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
@@ -302,7 +337,7 @@ async fn run_size(client: &Client, n: usize) -> Result<()> {
          applied {:.1}s (ratio {:.2}); complete state {:.1}s (ratio {:.2}, target <= 1.5)\n  \
          {last} of {n} Running after {:.1}s; API server writes {:.1} per cluster (controller's own {:.1})\n  \
          apply->StatefulSet p50 {:.0} ms (max {:.0} ms) with {n} managed\n  \
-         resync: {noop_reconciles} reconciles in 45 s wrote {child_writes} children and \
+         resync: {noop_reconciles} reconciles in 45 s wrote {child_writes} children {children_written:?} and \
          {status_writes} statuses; {became_running} clusters became Running in that time\n  \
          controller RSS {rss:.1} MiB",
         secs(converged),
