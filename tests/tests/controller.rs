@@ -904,3 +904,68 @@ async fn foreign_edits_are_put_back_and_a_restart_writes_nothing() -> Result<()>
     );
     Ok(())
 }
+
+/// Many clusters at once, resynced every second while their pods come up: each child is
+/// written once, when it is created, and never again; only the statuses change.
+#[tokio::test]
+async fn many_clusters_going_running_write_each_child_once() -> Result<()> {
+    const CLUSTERS: usize = 30;
+    /// StatefulSet, 2 Services, 2 PDBs and 4 Secrets per minimal cluster.
+    const CHILDREN: usize = 9;
+    let (_cluster, ns) = setup("ctl-many", &[("resync_period", "1s")]).await?;
+    let controller = start_controller(&ns.name, Options::default()).await?;
+    let n = ns.name.as_str();
+    let manifests: Vec<String> = (0..CLUSTERS)
+        .map(|i| minimal(&format!("many-{i}"), 1))
+        .collect();
+    apply(n, &manifests.join("---\n")).await?;
+    e2e::eventually_with(
+        "every cluster Running",
+        Duration::from_secs(180),
+        Duration::from_secs(1),
+        || async {
+            let out = kubectl(["get", "postgresql", "-n", n, "-o", "json"])
+                .await?
+                .ok()?;
+            let list: Value = serde_json::from_str(&out.stdout)?;
+            let running = list["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|pg| pg["status"]["PostgresClusterStatus"] == "Running")
+                .count();
+            ensure_count(running, CLUSTERS)
+        },
+    )
+    .await?;
+    // Several resyncs of every cluster, all Running now.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let all = controller
+        .metric("pg_controller_api_writes_total")
+        .context("writes metric")?;
+    let statuses = controller
+        .metric("pg_controller_api_writes_total{resource=\"postgresqls/status\"}")
+        .context("status writes metric")?;
+    // The pod ServiceAccount and RoleBinding are written once for the namespace.
+    assert_eq!(
+        (all - statuses) as usize,
+        CLUSTERS * CHILDREN + 2,
+        "child writes beyond their creation"
+    );
+    assert!(
+        controller
+            .metric("pg_controller_reconciles_total")
+            .unwrap_or(0.0)
+            >= (CLUSTERS * 4) as f64,
+        "every cluster resynced"
+    );
+    Ok(())
+}
+
+fn ensure_count(have: usize, want: usize) -> Result<()> {
+    if have == want {
+        Ok(())
+    } else {
+        bail!("{have} of {want}")
+    }
+}
