@@ -23,6 +23,31 @@ fn cpu_seconds_of(stat: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`, ...); 0 when it cannot be read.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status_field(&status, field)
+}
+
+fn status_field(status: &str, field: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A child process that is killed (and reaped) when dropped, so a benchmark that fails half
+/// way leaves no server behind.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -30,5 +55,14 @@ mod tests {
         let stat = "42 (a) b) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0";
         assert_eq!(super::cpu_seconds_of(stat), 3.0);
         assert_eq!(super::cpu_seconds_of("garbage"), 0.0);
+    }
+
+    #[test]
+    fn reads_a_kib_field_by_its_exact_name() {
+        let status = "Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n";
+        assert_eq!(super::status_field(status, "VmRSS"), 1024);
+        assert_eq!(super::status_field(status, "VmHWM"), 2048);
+        assert_eq!(super::status_field(status, "Vm"), 0);
+        assert_eq!(super::status_field(status, "VmSwap"), 0);
     }
 }

@@ -149,21 +149,7 @@ async fn start_webhook(
     // object is actually reviewed (the mutating webhook defaults its source ranges).
     let probe = cluster_yaml("probe-webhook", 1, "");
     e2e::eventually("the webhook to review requests", || async {
-        let out = kubectl_with_stdin(
-            [
-                "apply",
-                "--dry-run=server",
-                "-n",
-                ns,
-                "-o",
-                "json",
-                "-f",
-                "-",
-            ],
-            &probe,
-        )
-        .await?
-        .ok()?;
+        let out = dry_run(ns, &probe).await?.ok()?;
         let object: Value = serde_json::from_str(&out.stdout)?;
         if object["spec"]["allowedSourceRanges"].is_null() && controller_id.is_none() {
             bail!("not reviewed yet");

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use webhook::client::{Connection, tls_config};
@@ -22,25 +22,10 @@ fn free_port() -> u16 {
 }
 
 fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    (
+        common::procstat::status_kib(pid, "VmRSS"),
+        common::procstat::status_kib(pid, "VmHWM"),
+    )
 }
 
 fn body() -> Bytes {
@@ -220,7 +205,7 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(dir.join("tls.crt"), &issued.tls_cert)?;
     std::fs::write(dir.join("tls.key"), &issued.tls_key)?;
     let (port, admin) = (free_port(), free_port());
-    let server = Server(
+    let server = common::procstat::KillOnDrop(
         Command::new(&exe)
             .args([
                 "--listen",

@@ -18,7 +18,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Config};
 use serde_json::json;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod floors;
@@ -37,15 +37,6 @@ fn concurrency() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(8)
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn repo() -> PathBuf {
@@ -102,13 +93,7 @@ async fn write_requests(client: &Client) -> Result<f64> {
 }
 
 fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
+    common::procstat::status_kib(pid, "VmRSS") as f64 / 1024.0
 }
 
 fn metrics_text(port: u16) -> Option<String> {
@@ -204,7 +189,7 @@ async fn run_size(client: &Client, n: usize) -> Result<()> {
         ),
         None => None,
     };
-    let controller = Proc(
+    let controller = common::procstat::KillOnDrop(
         Command::new(&exe)
             .args([
                 "--admin-listen",
