@@ -60,7 +60,7 @@ lint: target-dir
 
 bench-capacity: tools target-dir
 	scripts/up.sh
-	$(CARGO) run --release -p e2e --bin bench-capacity
+	$(CARGO) run --release -p bench --bin bench-capacity
 
 bench: bench-capacity bench-webhook bench-controller
 
@@ -69,11 +69,11 @@ clean-local: down
 
 ## Admission webhook throughput, latency and memory (see BENCHMARKS.md).
 bench-webhook: target-dir
-	$(CARGO) build --release -p webhook --bins
+	$(CARGO) build --release -p webhook -p bench --bins
 	$(CARGO_TARGET_DIR)/release/bench-webhook
 
 ## Controller convergence, API requests, latency and memory at 100 and 1000 clusters (BENCHMARKS.md).
 bench-controller: tools target-dir
 	scripts/up.sh
-	$(CARGO) build --release -p controller --bins
+	$(CARGO) build --release -p controller -p bench --bins
 	$(CARGO_TARGET_DIR)/release/bench-controller

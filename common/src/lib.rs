@@ -3,14 +3,10 @@
 //! Everything here is pure: no client, no I/O beyond what a caller hands in. The webhook and the
 //! controller call the same functions, so a rule is written once and both enforce it the same way.
 
-pub mod alloc;
 pub mod config;
 pub mod crd;
-pub mod http;
 pub mod labels;
 pub mod naming;
 pub mod patterns;
-pub mod procstat;
-pub mod promtext;
 pub mod quantity;
 pub mod rules;

@@ -24,7 +24,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let client = Client::try_default()
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach the Kubernetes API: {e}"))?;
-    let loaded = config::fetch::fetch(&client, &source).await?;
+    let loaded = runtime::config_fetch::fetch(&client, &source).await?;
     for warning in &loaded.warnings {
         tracing::warn!(option = %warning.key, "{warning}");
     }
@@ -54,7 +54,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let (secrets, secret_stream) = reflect(api(&client, ns), children.clone());
     let (pdbs, pdb_stream) = reflect(api(&client, ns), children.clone());
     let sa_name = config.kubernetes.pod_service_account_name.clone();
-    let rb_name = crate::build::pod_role_binding(&config, "x")
+    let rb_name = crate::desired::pod_role_binding(&config, "x")
         .ok()
         .and_then(|rb| rb.metadata.name)
         .unwrap_or_else(|| sa_name.clone());
@@ -130,7 +130,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.admin_listen))?;
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let admin_task = tokio::spawn(common::http::serve_admin(admin, ctx.clone(), {
+    let admin_task = tokio::spawn(runtime::http::serve_admin(admin, ctx.clone(), {
         let mut rx = stop_rx.clone();
         async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -162,7 +162,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .watches_stream(secret_stream, to_cluster(label.clone()))
         .watches_stream(pdb_stream, to_cluster(label.clone()))
         .graceful_shutdown_on(async move {
-            common::http::shutdown_signal().await;
+            runtime::http::shutdown_signal().await;
             tracing::info!("shutting down");
             let _ = stop_tx.send(true);
         });
@@ -206,7 +206,7 @@ fn to_cluster<K: kube::Resource>(
 }
 
 async fn follow_config(client: Client, source: ConfigSource, ctx: Arc<Context>) {
-    let mut updates = config::watch::watch(client, source);
+    let mut updates = runtime::config_watch::watch(client, source);
     while let Some(update) = updates.next().await {
         match update {
             Ok(loaded) => {

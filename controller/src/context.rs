@@ -29,7 +29,7 @@ pub struct Context {
     pub leading: Arc<AtomicBool>,
 }
 
-impl common::http::Admin for Context {
+impl runtime::http::Admin for Context {
     fn not_ready_reason(&self) -> Option<String> {
         if !self.caches_ready.load(Ordering::Acquire) {
             Some("caches are not synced yet".into())

@@ -9,10 +9,10 @@
 pub mod app;
 pub mod apply;
 pub mod args;
-pub mod build;
 pub mod context;
 pub mod crd_registration;
 pub mod deletion;
+pub mod desired;
 pub mod events;
 pub mod leader;
 pub mod metrics;

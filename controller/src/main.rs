@@ -6,12 +6,12 @@ use clap::Parser;
 // memory close to what is live (`make bench-controller`: about 20% less than the system
 // allocator at 1 000 clusters).
 #[global_allocator]
-static GLOBAL: common::alloc::Allocator = common::alloc::Allocator;
+static GLOBAL: runtime::alloc::Allocator = runtime::alloc::Allocator;
 
 fn main() -> anyhow::Result<()> {
-    common::alloc::return_freed_memory_at_once();
+    runtime::alloc::return_freed_memory_at_once();
     let args = controller::args::Args::parse();
-    common::http::init_logging(args.json_logs);
+    runtime::http::init_logging(args.json_logs);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

@@ -1,8 +1,8 @@
 //! One reconcile of one cluster: dereference → validate → build → apply → status.
 
 use crate::apply::{self, Compare, Outcome};
-use crate::build;
 use crate::context::Context;
+use crate::desired;
 use crate::events::{Event, Kind};
 use crate::status;
 use common::crd::Postgresql;
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 pub enum Error {
     /// The desired objects could not be built (bad configuration or manifest value).
     #[error("cannot build the cluster's objects: {0}")]
-    Build(#[from] build::BuildError),
+    Build(#[from] desired::BuildError),
     /// An API call failed; retried with backoff.
     #[error("{what}: {source}")]
     Api {
@@ -141,12 +141,12 @@ async fn apply_children(
         .enable_owner_references
         .then(|| owner_reference(pg))
         .flatten();
-    let desired = build::build(config, pg, owner.as_ref())?;
+    let wanted = desired::build(config, pg, owner.as_ref())?;
     let client = &ctx.client;
     let stores = &ctx.stores;
 
     // The pod ServiceAccount and RoleBinding come first: the StatefulSet's pods need them.
-    let sa = build::pod_service_account(config, namespace)?;
+    let sa = desired::pod_service_account(config, namespace)?;
     let outcome = apply::create_if_absent(
         &Api::namespaced(client.clone(), namespace),
         &stores.service_accounts,
@@ -155,7 +155,7 @@ async fn apply_children(
     .await
     .map_err(api_error("creating the pod service account"))?;
     report(ctx, changes, &sa, outcome);
-    let rb = build::pod_role_binding(config, namespace)?;
+    let rb = desired::pod_role_binding(config, namespace)?;
     let outcome = apply::create_if_absent(
         &Api::namespaced(client.clone(), namespace),
         &stores.role_bindings,
@@ -166,7 +166,7 @@ async fn apply_children(
     report(ctx, changes, &rb, outcome);
 
     // Secrets, Services, Endpoints and PDBs do not depend on each other: write them together.
-    let secrets = build::secrets(config, pg, owner.as_ref());
+    let secrets = desired::secrets(config, pg, owner.as_ref());
     let secret_writes = secrets.iter().map(|secret| async move {
         let ns = secret.namespace().unwrap_or_else(|| namespace.to_string());
         let outcome = apply::create_if_absent(
@@ -179,15 +179,15 @@ async fn apply_children(
         report(ctx, changes, secret, outcome);
         Ok::<_, Error>(())
     });
-    let service_writes = desired
+    let service_writes = wanted
         .services
         .iter()
         .map(|s| ensure(ctx, changes, &stores.services, s, Compare::Contents));
-    let endpoint_writes = desired
+    let endpoint_writes = wanted
         .endpoints
         .iter()
         .map(|e| ensure(ctx, changes, &stores.endpoints, e, Compare::Contents));
-    let pdb_writes = desired
+    let pdb_writes = wanted
         .pdbs
         .iter()
         .map(|p| ensure(ctx, changes, &stores.pdbs, p, Compare::Contents));
@@ -203,12 +203,12 @@ async fn apply_children(
         ctx,
         changes,
         &stores.statefulsets,
-        &desired.statefulset,
+        &wanted.statefulset,
         Compare::Hash,
     )
     .await?;
 
-    let key = ObjectRef::new(&desired.statefulset.name_any()).within(namespace);
+    let key = ObjectRef::new(&wanted.statefulset.name_any()).within(namespace);
     let ready = stores.statefulsets.get(&key).is_some_and(|sts| {
         let want = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         let status = sts.status.as_ref();

@@ -14,6 +14,8 @@ pub mod namespace;
 pub mod paths;
 pub mod postgres;
 pub mod process;
+pub mod promtext;
+pub mod tls_client;
 
 pub use apply::{apply_yaml, apply_yaml_file};
 pub use cluster::{Cluster, cluster};

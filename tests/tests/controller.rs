@@ -27,7 +27,7 @@ impl Controller {
     /// The sum of every series of metric `name`; None when it has none.
     fn metric(&self, name: &str) -> Option<f64> {
         let (_, body) = http_get(self.admin_port, "/metrics")?;
-        common::promtext::sum(&body, name)
+        e2e::promtext::sum(&body, name)
     }
 
     fn kill9(&mut self) {

@@ -2,7 +2,7 @@
 //! Complements `make bench-webhook`, which measures the whole server from another process.
 
 #[global_allocator]
-static GLOBAL: common::alloc::Allocator = common::alloc::Allocator;
+static GLOBAL: runtime::alloc::Allocator = runtime::alloc::Allocator;
 
 use std::time::Instant;
 use webhook::review::{Endpoint, Inputs, handle, parse};

@@ -28,7 +28,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     if args.print_config {
         let loaded = match &client {
-            Some(client) => config::fetch::fetch(client, &source).await?,
+            Some(client) => runtime::config_fetch::fetch(client, &source).await?,
             None => config::load(Input::Defaults)?,
         };
         print!("{}", serde_yaml::to_string(&loaded.config)?);
@@ -81,11 +81,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         async move {
             tokio::join!(
                 crate::server::serve_admission(admission, state.clone(), tls, a),
-                common::http::serve_admin(admin, state, b),
+                runtime::http::serve_admin(admin, state, b),
             )
         }
     });
-    common::http::shutdown_signal().await;
+    runtime::http::shutdown_signal().await;
     tracing::info!("shutting down: draining connections");
     let _ = stop_tx.send(true);
     let _ = servers.await;

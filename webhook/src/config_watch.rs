@@ -1,8 +1,9 @@
 //! Applies every new valid configuration to the running webhook.
 
 use crate::state::State;
-use common::config::{ConfigSource, watch::watch};
+use common::config::ConfigSource;
 use futures::StreamExt;
+use runtime::config_watch::watch;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 

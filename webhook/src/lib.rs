@@ -5,7 +5,6 @@
 
 pub mod app;
 pub mod args;
-pub mod client;
 pub mod config_watch;
 pub mod metrics;
 pub mod review;

@@ -3,13 +3,13 @@
 use crate::review::{self, Endpoint, Inputs};
 use crate::state::State;
 use common::crd::Postgresql;
-use common::http::{Body, DRAIN_TIMEOUT, builder, reply, text};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use kube::Api;
+use runtime::http::{Body, DRAIN_TIMEOUT, builder, reply, text};
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;

@@ -27,7 +27,7 @@ pub struct State {
     pub request_timeout: std::time::Duration,
 }
 
-impl common::http::Admin for State {
+impl runtime::http::Admin for State {
     fn not_ready_reason(&self) -> Option<String> {
         if !self.config_loaded.load(Ordering::Acquire) {
             Some("operator configuration not loaded yet".into())

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 async fn raw_tls(
     hook: &support::Running,
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let config = webhook::client::tls_config(hook.ca_pem.as_bytes()).unwrap();
+    let config = e2e::tls_client::tls_config(hook.ca_pem.as_bytes()).unwrap();
     let tcp = tokio::net::TcpStream::connect(hook.admission)
         .await
         .unwrap();

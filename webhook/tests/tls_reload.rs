@@ -3,11 +3,11 @@
 mod support;
 
 use common::config::Config;
+use e2e::tls_client::{Connection, tls_config};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use support::{issue, minimal, review, start, temp_dir};
-use webhook::client::{Connection, tls_config};
 
 #[cfg(unix)]
 #[tokio::test]

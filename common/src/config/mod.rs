@@ -5,10 +5,8 @@
 
 pub mod configmap;
 pub mod encoding;
-pub mod fetch;
 pub mod source;
 mod validate;
-pub mod watch;
 
 pub use crate::crd::operator_configuration::Config;
 pub use source::{ConfigSource, Environment, WatchScope};

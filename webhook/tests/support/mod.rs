@@ -5,6 +5,7 @@
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use common::config::{Config, Loaded};
+use e2e::tls_client::{Connection, tls_config};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,7 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use webhook::client::{Connection, tls_config};
 use webhook::metrics::Metrics;
 use webhook::state::State;
 use webhook::tls::{ReloadingCert, server_config};
@@ -89,7 +89,11 @@ pub async fn start(config: Config, controller_id: &str) -> Running {
         server_config(certs.clone()),
         stopped(rx.clone()),
     ));
-    tokio::spawn(common::http::serve_admin(admin, state.clone(), stopped(rx)));
+    tokio::spawn(runtime::http::serve_admin(
+        admin,
+        state.clone(),
+        stopped(rx),
+    ));
     tokio::spawn(certs.watch(Duration::from_millis(100)));
     Running {
         admission: admission_addr,

@@ -4,12 +4,12 @@
 //! scheduled send time, so a slow answer also delays the count), and the server's RSS.
 
 use bytes::Bytes;
+use e2e::tls_client::{Connection, tls_config};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use webhook::client::{Connection, tls_config};
 
 const PHASE: Duration = Duration::from_secs(5);
 
@@ -23,8 +23,8 @@ fn free_port() -> u16 {
 
 fn rss_kib(pid: u32) -> (u64, u64) {
     (
-        common::procstat::status_kib(pid, "VmRSS"),
-        common::procstat::status_kib(pid, "VmHWM"),
+        bench::procstat::status_kib(pid, "VmRSS"),
+        bench::procstat::status_kib(pid, "VmHWM"),
     )
 }
 
@@ -205,7 +205,7 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(dir.join("tls.crt"), &issued.tls_cert)?;
     std::fs::write(dir.join("tls.key"), &issued.tls_key)?;
     let (port, admin) = (free_port(), free_port());
-    let server = common::procstat::KillOnDrop(
+    let server = bench::procstat::KillOnDrop(
         Command::new(&exe)
             .args([
                 "--listen",
@@ -253,9 +253,9 @@ fn main() -> anyhow::Result<()> {
         // Warm-up.
         let _ = saturate(addr, &ca, body.clone(), 4).await;
         for conns in [8, 32] {
-            let cpu_before = common::procstat::cpu_seconds(pid);
+            let cpu_before = bench::procstat::cpu_seconds(pid);
             let (rps, errors) = saturate(addr, &ca, body.clone(), conns).await;
-            let server_cpu = common::procstat::cpu_seconds(pid) - cpu_before;
+            let server_cpu = bench::procstat::cpu_seconds(pid) - cpu_before;
             let (rss, peak) = rss_kib(pid);
             println!(
                 "saturation, {conns} connections: {rps:.0} reviews/s, {errors} errors, server CPU {:.0} us/review, RSS {:.1} MiB (peak {:.1} MiB)",

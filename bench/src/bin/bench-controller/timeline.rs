@@ -45,7 +45,7 @@ pub fn spawn(progress: &Progress, started: Instant) -> Option<AbortOnDrop> {
     let pids = pids();
     let cpu = move || -> Vec<f64> {
         pids.iter()
-            .map(|p| p.map(common::procstat::cpu_seconds).unwrap_or(0.0))
+            .map(|p| p.map(bench::procstat::cpu_seconds).unwrap_or(0.0))
             .collect()
     };
     println!(

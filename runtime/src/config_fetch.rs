@@ -1,7 +1,7 @@
 //! Fetches the configuration the environment selects, for both binaries.
 
-use super::{ConfigSource, Input, InvalidConfig, Loaded, load};
-use crate::crd::OperatorConfiguration;
+use common::config::{ConfigSource, Input, InvalidConfig, Loaded, load};
+use common::crd::OperatorConfiguration;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DynamicObject};
 use kube::core::ApiResource;

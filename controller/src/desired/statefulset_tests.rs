@@ -1,5 +1,5 @@
 //! Tests of the StatefulSet builder, from the shipped manifests and
-//! `tests/fixtures/build/cluster.yaml`.
+//! `tests/fixtures/desired/cluster.yaml`.
 
 use super::super::fixtures::*;
 use super::*;

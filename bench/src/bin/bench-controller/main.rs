@@ -93,7 +93,7 @@ async fn write_requests(client: &Client) -> Result<f64> {
 }
 
 fn rss_mib(pid: u32) -> f64 {
-    common::procstat::status_kib(pid, "VmRSS") as f64 / 1024.0
+    bench::procstat::status_kib(pid, "VmRSS") as f64 / 1024.0
 }
 
 fn metrics_text(port: u16) -> Option<String> {
@@ -110,7 +110,7 @@ fn metrics_text(port: u16) -> Option<String> {
 }
 
 fn metric(port: u16, name: &str) -> Option<f64> {
-    common::promtext::sum(&metrics_text(port)?, name)
+    e2e::promtext::sum(&metrics_text(port)?, name)
 }
 
 /// The controller's writes so far, by resource.
@@ -189,7 +189,7 @@ async fn run_size(client: &Client, n: usize) -> Result<()> {
         ),
         None => None,
     };
-    let controller = common::procstat::KillOnDrop(
+    let controller = bench::procstat::KillOnDrop(
         Command::new(&exe)
             .args([
                 "--admin-listen",
@@ -244,7 +244,7 @@ async fn run_size(client: &Client, n: usize) -> Result<()> {
         );
     }
     let converged = started.elapsed();
-    let cpu = common::procstat::cpu_seconds(pid);
+    let cpu = bench::procstat::cpu_seconds(pid);
     let writes = write_requests(client).await? - writes_before;
     let own_writes = metric(admin, "pg_controller_api_writes_total").unwrap_or(0.0);
     let rss = rss_mib(pid);

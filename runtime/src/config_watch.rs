@@ -1,7 +1,7 @@
 //! Follows the configuration object so a change applies without a restart.
 
-use super::{ConfigSource, Input, InvalidConfig, Loaded, load};
-use crate::crd::OperatorConfiguration;
+use common::config::{ConfigSource, Input, InvalidConfig, Loaded, load};
+use common::crd::OperatorConfiguration;
 use futures::{Stream, StreamExt, future};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DynamicObject};

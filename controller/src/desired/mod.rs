@@ -152,7 +152,7 @@ pub(crate) mod fixtures {
     ));
     pub const FIXTURE: &str = include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/build/cluster.yaml"
+        "/tests/fixtures/desired/cluster.yaml"
     ));
 
     /// Parses a manifest and gives it a namespace and uid as the API server would.

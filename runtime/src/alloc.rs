@@ -1,7 +1,7 @@
 //! The allocator both binaries use: mimalloc, tuned to hand freed memory back to the system.
 //!
-//! Each binary still declares `#[global_allocator] static GLOBAL: common::alloc::Allocator =
-//! common::alloc::Allocator;` itself (a library cannot choose the allocator of its users), then
+//! Each binary still declares `#[global_allocator] static GLOBAL: runtime::alloc::Allocator =
+//! runtime::alloc::Allocator;` itself (a library cannot choose the allocator of its users), then
 //! calls [`return_freed_memory_at_once`] first thing in `main`.
 
 /// mimalloc's allocator type.

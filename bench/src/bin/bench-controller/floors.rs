@@ -115,7 +115,7 @@ pub async fn same_objects(client: &Client, n: usize, verb: Verb, scope: Scope) -
     };
     let mut writes: Vec<BoxFuture<'static, kube::Result<()>>> = Vec::new();
     for pg in &pgs {
-        let desired = controller::build::build(&config, pg, None)?;
+        let desired = controller::desired::build(&config, pg, None)?;
         let mut children = vec![format!("StatefulSet {}", desired.statefulset.name_any())];
         let sts: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
         writes.push(Box::pin(write(sts, desired.statefulset, verb)));
@@ -129,7 +129,7 @@ pub async fn same_objects(client: &Client, n: usize, verb: Verb, scope: Scope) -
             let api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
             writes.push(Box::pin(write(api, pdb, verb)));
         }
-        for secret in controller::build::secrets(&config, pg, None) {
+        for secret in controller::desired::secrets(&config, pg, None) {
             children.push(format!("Secret {}", secret.name_any()));
             let api: Api<Secret> = Api::namespaced(client.clone(), ns);
             // The controller creates Secrets (never applies them): so does the floor.

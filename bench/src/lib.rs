@@ -1,0 +1,3 @@
+//! Support for the benchmark programs (`make bench-*`), kept out of the production crates.
+
+pub mod procstat;
