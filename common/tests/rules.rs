@@ -1780,11 +1780,11 @@ fn mutate_defaults_source_ranges_on_create_only() {
             false,
         ),
         (
-            "empty, create",
+            "empty, create (Zalando treats it like an omitted list)",
             "spec: {allowedSourceRanges: []}",
             Operation::Create,
-            Some(&[]),
-            false,
+            Some(&["127.0.0.1/32"]),
+            true,
         ),
         (
             "invalid, create (validate refuses it)",
@@ -1803,7 +1803,7 @@ fn mutate_defaults_source_ranges_on_create_only() {
         if *warns {
             assert_eq!(
                 warnings[0],
-                "spec.allowedSourceRanges was not set and defaults to [127.0.0.1/32]: load balancers only accept connections from the node itself; set it to the networks that need access"
+                "spec.allowedSourceRanges was not set (or empty) and defaults to [127.0.0.1/32]: load balancers only accept connections from the node itself; set it to the networks that need access"
             );
         }
     }

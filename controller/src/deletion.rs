@@ -30,7 +30,7 @@ pub async fn cleanup(ctx: &Context, pg: &Postgresql) -> kube::Result<bool> {
     }
     let name = pg.name_any();
     let namespace = pg.namespace().unwrap_or_default();
-    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let today = common::rules::delete_protection::today_utc();
     if let Err(denied) = common::rules::delete_protection::check_delete(
         config,
         &name,

@@ -87,7 +87,7 @@ pub async fn reconcile(pg: Arc<Postgresql>, ctx: Arc<Context>) -> Result<Action,
             .map_err(api_error("adding the finalizer"))?;
     }
     let namespace = pg.namespace().unwrap_or_default();
-    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let today = common::rules::delete_protection::today_utc();
     let rules = admission::Context {
         config,
         controller_id: &ctx.controller_id,

@@ -53,22 +53,9 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     ))
 }
 
-/// Today in UTC as `YYYY-MM-DD` (civil-from-days, so the tests need no date crate).
+/// Today in UTC as `YYYY-MM-DD`, as the delete annotation wants it (the rules' own clock).
 pub fn today_utc() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let z = (secs / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
+    common::rules::delete_protection::today_utc()
 }
 
 #[cfg(test)]

@@ -135,7 +135,7 @@ async fn route_admission(state: &State, req: Request<Incoming>) -> Response<Body
         _ => None,
     };
     let loaded = state.config.load();
-    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let today = common::rules::delete_protection::today_utc();
     let inputs = Inputs {
         config: &loaded.config,
         controller_id: &state.controller_id,

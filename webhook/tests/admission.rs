@@ -145,7 +145,7 @@ async fn delete_protection_names_the_annotations() {
         message.contains("kubectl annotate postgresql acid-minimal-cluster delete-date="),
         "{message}"
     );
-    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let today = common::rules::delete_protection::today_utc();
     let mut annotated = minimal();
     annotated["metadata"]["annotations"] =
         json!({"delete-date": today, "delete-clustername": "acid-minimal-cluster"});

@@ -93,11 +93,12 @@ pub fn mutate(
         // about a value that stays (a standby with several pods) comes from `validate`.
         warnings.extend(decided.note);
     }
-    if operation == Operation::Create && pg.spec.allowed_source_ranges.is_none() {
-        out.spec.allowed_source_ranges =
-            Some(vec![source_ranges::DEFAULT_SOURCE_RANGE.to_string()]);
+    if operation == Operation::Create
+        && source_ranges::uses_default(pg.spec.allowed_source_ranges.as_deref())
+    {
+        out.spec.allowed_source_ranges = Some(source_ranges::effective_source_ranges(None));
         warnings.push(format!(
-            "spec.allowedSourceRanges was not set and defaults to [{}]: load balancers only accept connections from the node itself; set it to the networks that need access",
+            "spec.allowedSourceRanges was not set (or empty) and defaults to [{}]: load balancers only accept connections from the node itself; set it to the networks that need access",
             source_ranges::DEFAULT_SOURCE_RANGE
         ));
     }

@@ -17,6 +17,17 @@ pub struct DeleteDenied {
     pub fix: String,
 }
 
+/// Today in UTC as `YYYY-MM-DD`, the form the delete-date annotation must hold. The one clock
+/// read of the rules: the webhook, the controller and the tests all take "today" from here.
+pub fn today_utc() -> String {
+    date_of(chrono::Utc::now())
+}
+
+/// The UTC date of `at` as `YYYY-MM-DD`.
+pub fn date_of(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%d").to_string()
+}
+
 /// Checks the delete annotations. `today` is `YYYY-MM-DD` in UTC, passed in so the rule stays pure.
 ///
 /// Both checks are independent and an empty key disables its check, as in Zalando; the date must

@@ -5,10 +5,17 @@ use std::net::IpAddr;
 /// What an empty or missing `allowedSourceRanges` means: only the node itself.
 pub const DEFAULT_SOURCE_RANGE: &str = "127.0.0.1/32";
 
+/// Whether the manifest leaves the ranges to the default: omitted or empty, which Zalando treats
+/// alike (an empty list would otherwise mean "open to everyone" on some cloud load balancers).
+pub fn uses_default(ranges: Option<&[String]>) -> bool {
+    ranges.is_none_or(<[String]>::is_empty)
+}
+
 /// The ranges a load balancer gets: the manifest's, or [`DEFAULT_SOURCE_RANGE`] when none.
+/// The webhook writes the same default into the manifest ([`uses_default`]), so both agree.
 pub fn effective_source_ranges(ranges: Option<&[String]>) -> Vec<String> {
     match ranges {
-        Some(ranges) if !ranges.is_empty() => ranges.to_vec(),
+        Some(ranges) if !uses_default(Some(ranges)) => ranges.to_vec(),
         _ => vec![DEFAULT_SOURCE_RANGE.to_string()],
     }
 }
