@@ -1,11 +1,12 @@
 //! Wiring: configuration, CRD, caches, the controller loop, leader election and shutdown.
 
 use crate::args::Args;
+use crate::children::Stores;
 use crate::context::Context;
 use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::reconcile::{error_policy, reconcile};
-use crate::stores::{self, Slim, Stores, api, owner_of, reflect, selector};
+use crate::stores::{Slim, api};
 use arc_swap::ArcSwap;
 use common::config::{self, ConfigSource, Environment, WatchScope};
 use common::crd::Postgresql;
@@ -43,38 +44,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     tracing::info!(?source, ?scope, controller_id = %env.controller_id(), "starting");
 
-    // Child caches, narrowed by the cluster labels: never every Secret of the cluster.
-    let children = watcher::Config::default()
-        .labels(&selector(&config.kubernetes.cluster_labels))
-        .any_semantic();
+    // One cache per child kind of the table, narrowed by the cluster labels (never every Secret
+    // of the cluster), and the clusters their changes trigger.
     let ns = watched.as_deref();
-    let (statefulsets, sts_stream) = reflect(api(&client, ns), children.clone());
-    let (services, svc_stream) = reflect(api(&client, ns), children.clone());
-    let (endpoints, ep_stream) = reflect(api(&client, ns), children.clone());
-    let (secrets, secret_stream) = reflect(api(&client, ns), children.clone());
-    let (pdbs, pdb_stream) = reflect(api(&client, ns), children.clone());
-    let sa_name = config.kubernetes.pod_service_account_name.clone();
-    let rb_name = crate::desired::pod_role_binding(&config, "x")
-        .ok()
-        .and_then(|rb| rb.metadata.name)
-        .unwrap_or_else(|| sa_name.clone());
-    let (service_accounts, sa_stream) = reflect(
-        api(&client, ns),
-        watcher::Config::default().fields(&format!("metadata.name={sa_name}")),
-    );
-    let (role_bindings, rb_stream) = reflect(
-        api(&client, ns),
-        watcher::Config::default().fields(&format!("metadata.name={rb_name}")),
-    );
-    let stores = Stores {
-        statefulsets,
-        services,
-        endpoints,
-        secrets,
-        pdbs,
-        service_accounts,
-        role_bindings,
-    };
+    let started = Stores::start(&client, ns, &config);
+    let stores = started.stores;
 
     let identity = args.identity.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/etc/hostname")
@@ -99,8 +73,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     });
 
     let mut background = tokio::task::JoinSet::new();
-    background.spawn(stores::drain(sa_stream));
-    background.spawn(stores::drain(rb_stream));
+    for task in started.background {
+        background.spawn(task);
+    }
     background.spawn(follow_config(client.clone(), source, ctx.clone()));
     background.spawn(watch_deletions(api::<Postgresql>(&client, ns), ctx.clone()));
     if args.leader_election {
@@ -137,7 +112,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     }));
 
-    let label = config.kubernetes.cluster_name_label.clone();
     // Zalando's `workers` (goroutines, each pinned to a share of the clusters) becomes how many
     // clusters are reconciled at once; a restart applies a change.
     let concurrency = args
@@ -156,11 +130,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .predicate_filter(reconcile_worthy, Default::default());
     let controller = Controller::for_stream(cluster_changes, clusters)
         .with_config(controller::Config::default().concurrency(concurrency))
-        .watches_stream(sts_stream, to_cluster(label.clone()))
-        .watches_stream(svc_stream, to_cluster(label.clone()))
-        .watches_stream(ep_stream, to_cluster(label.clone()))
-        .watches_stream(secret_stream, to_cluster(label.clone()))
-        .watches_stream(pdb_stream, to_cluster(label.clone()))
+        .reconcile_on(started.triggers)
         .graceful_shutdown_on(async move {
             runtime::http::shutdown_signal().await;
             tracing::info!("shutting down");
@@ -196,13 +166,6 @@ fn reconcile_worthy(pg: &Postgresql) -> Option<u64> {
         .map(|t| t.0.as_millisecond())
         .hash(&mut hasher);
     Some(hasher.finish())
-}
-
-/// Maps a changed child to the cluster named by its cluster-name label.
-fn to_cluster<K: kube::Resource>(
-    label: String,
-) -> impl Fn(K) -> Option<kube::runtime::reflector::ObjectRef<Postgresql>> + Send + Sync + 'static {
-    move |child| owner_of(&child, &label)
 }
 
 async fn follow_config(client: Client, source: ConfigSource, ctx: Arc<Context>) {

@@ -205,6 +205,8 @@ pub enum Outcome {
     Updated,
     /// It already matched: no API call was made.
     Unchanged,
+    /// It was no longer wanted and was deleted.
+    Deleted,
 }
 
 /// Whether every field set in `desired` has the same value in `live`. Maps may have extra keys

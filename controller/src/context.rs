@@ -1,8 +1,8 @@
 //! What every reconcile shares.
 
+use crate::children::Stores;
 use crate::events::Events;
 use crate::metrics::Metrics;
-use crate::stores::Stores;
 use arc_swap::ArcSwap;
 use common::config::Loaded;
 use kube::Client;

@@ -8,15 +8,9 @@
 use crate::apply::FIELD_MANAGER;
 use crate::context::Context;
 use crate::events::{Event, Kind};
-use crate::stores::selector;
 use common::crd::Postgresql;
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Endpoints, PersistentVolumeClaim, Secret, Service};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
-use std::fmt::Debug;
 
 /// The finalizer Zalando uses with `enable_finalizers`.
 pub const FINALIZER: &str = "postgres-operator.acid.zalan.do";
@@ -44,88 +38,8 @@ pub async fn cleanup(ctx: &Context, pg: &Postgresql) -> kube::Result<bool> {
         publish(ctx, pg, Kind::Warning, "DeleteProtected", note, None);
         return Ok(false);
     }
-    let labels = selector(&common::labels::selector_labels(config, &name));
-    let client = &ctx.client;
-    delete_labelled::<StatefulSet>(
-        ctx,
-        pg,
-        Api::namespaced(client.clone(), &namespace),
-        &labels,
-    )
-    .await?;
-    delete_labelled::<Service>(
-        ctx,
-        pg,
-        Api::namespaced(client.clone(), &namespace),
-        &labels,
-    )
-    .await?;
-    delete_labelled::<Endpoints>(
-        ctx,
-        pg,
-        Api::namespaced(client.clone(), &namespace),
-        &labels,
-    )
-    .await?;
-    delete_labelled::<PodDisruptionBudget>(
-        ctx,
-        pg,
-        Api::namespaced(client.clone(), &namespace),
-        &labels,
-    )
-    .await?;
-    if config.kubernetes.enable_secrets_deletion {
-        delete_labelled::<Secret>(
-            ctx,
-            pg,
-            Api::namespaced(client.clone(), &namespace),
-            &labels,
-        )
-        .await?;
-    }
-    if config.kubernetes.enable_persistent_volume_claim_deletion {
-        delete_labelled::<PersistentVolumeClaim>(
-            ctx,
-            pg,
-            Api::namespaced(client.clone(), &namespace),
-            &labels,
-        )
-        .await?;
-    }
+    crate::children::delete_all(ctx, pg, config).await?;
     Ok(true)
-}
-
-async fn delete_labelled<K>(
-    ctx: &Context,
-    pg: &Postgresql,
-    api: Api<K>,
-    labels: &str,
-) -> kube::Result<()>
-where
-    K: Resource + Clone + DeserializeOwned + Debug,
-    K::DynamicType: Default,
-{
-    for object in api.list(&ListParams::default().labels(labels)).await? {
-        let name = object.name_any();
-        match api.delete(&name, &DeleteParams::background()).await {
-            Ok(_) => {
-                ctx.metrics.wrote(&K::plural(&Default::default()));
-                let kind = K::kind(&Default::default()).to_string();
-                let related = object.object_ref(&Default::default());
-                publish(
-                    ctx,
-                    pg,
-                    Kind::Normal,
-                    "Deleted",
-                    format!("{kind} {name} deleted"),
-                    Some(related),
-                );
-            }
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(())
 }
 
 /// Adds the finalizer when `enable_finalizers` is on and it is missing.

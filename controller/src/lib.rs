@@ -9,6 +9,7 @@
 pub mod app;
 pub mod apply;
 pub mod args;
+pub mod children;
 pub mod context;
 pub mod crd_registration;
 pub mod deletion;

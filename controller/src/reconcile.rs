@@ -1,6 +1,6 @@
 //! One reconcile of one cluster: dereference → validate → build → apply → status.
 
-use crate::apply::{self, Compare, Outcome};
+use crate::children::{self, Changes};
 use crate::context::Context;
 use crate::desired;
 use crate::events::{Event, Kind};
@@ -13,9 +13,6 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use std::fmt::Debug;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -142,74 +139,10 @@ async fn apply_children(
         .then(|| owner_reference(pg))
         .flatten();
     let wanted = desired::build(config, pg, owner.as_ref())?;
-    let client = &ctx.client;
-    let stores = &ctx.stores;
+    children::apply_all(ctx, changes, pg, &wanted).await?;
 
-    // The pod ServiceAccount and RoleBinding come first: the StatefulSet's pods need them.
-    let sa = desired::pod_service_account(config, namespace)?;
-    let outcome = apply::create_if_absent(
-        &Api::namespaced(client.clone(), namespace),
-        &stores.service_accounts,
-        &sa,
-    )
-    .await
-    .map_err(api_error("creating the pod service account"))?;
-    report(ctx, changes, &sa, outcome);
-    let rb = desired::pod_role_binding(config, namespace)?;
-    let outcome = apply::create_if_absent(
-        &Api::namespaced(client.clone(), namespace),
-        &stores.role_bindings,
-        &rb,
-    )
-    .await
-    .map_err(api_error("creating the pod role binding"))?;
-    report(ctx, changes, &rb, outcome);
-
-    // Secrets, Services, Endpoints and PDBs do not depend on each other: write them together.
-    let secrets = desired::secrets(config, pg, owner.as_ref());
-    let secret_writes = secrets.iter().map(|secret| async move {
-        let ns = secret.namespace().unwrap_or_else(|| namespace.to_string());
-        let outcome = apply::create_if_absent(
-            &Api::namespaced(client.clone(), &ns),
-            &stores.secrets,
-            secret,
-        )
-        .await
-        .map_err(api_error(format!("creating secret {}", secret.name_any())))?;
-        report(ctx, changes, secret, outcome);
-        Ok::<_, Error>(())
-    });
-    let service_writes = wanted
-        .services
-        .iter()
-        .map(|s| ensure(ctx, changes, &stores.services, s, Compare::Contents));
-    let endpoint_writes = wanted
-        .endpoints
-        .iter()
-        .map(|e| ensure(ctx, changes, &stores.endpoints, e, Compare::Contents));
-    let pdb_writes = wanted
-        .pdbs
-        .iter()
-        .map(|p| ensure(ctx, changes, &stores.pdbs, p, Compare::Contents));
-    futures::future::try_join4(
-        futures::future::try_join_all(secret_writes),
-        futures::future::try_join_all(service_writes),
-        futures::future::try_join_all(endpoint_writes),
-        futures::future::try_join_all(pdb_writes),
-    )
-    .await?;
-    // Its cache keeps no pod template (the largest part of any child): compared by hash.
-    ensure(
-        ctx,
-        changes,
-        &stores.statefulsets,
-        &wanted.statefulset,
-        Compare::Hash,
-    )
-    .await?;
-
-    let key = ObjectRef::new(&wanted.statefulset.name_any()).within(namespace);
-    let ready = stores.statefulsets.get(&key).is_some_and(|sts| {
+    let key = ObjectRef::new(pg.cluster_name()).within(namespace);
+    let ready = ctx.stores.statefulsets.get(&key).is_some_and(|sts| {
         let want = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         let status = sts.status.as_ref();
         let ready = status.and_then(|s| s.ready_replicas).unwrap_or(0);
@@ -218,87 +151,6 @@ async fn apply_children(
         observed && ready == want && current == want
     });
     Ok(ready)
-}
-
-async fn ensure<K>(
-    ctx: &Context,
-    changes: &Changes,
-    store: &kube::runtime::reflector::Store<K>,
-    desired: &K,
-    compare: Compare,
-) -> Result<(), Error>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
-    let namespace = desired.namespace().unwrap_or_default();
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
-    let kind = K::kind(&Default::default()).to_string();
-    let outcome = apply::ensure(&api, store, desired, compare)
-        .await
-        .map_err(api_error(format!("applying {kind} {}", desired.name_any())))?;
-    report(ctx, changes, desired, outcome);
-    Ok(())
-}
-
-/// Children created or updated by one reconcile, for one Event per kind of change that names
-/// them all: at 1 000 clusters created at once, one Event per child would be as many API writes
-/// again as the children themselves.
-#[derive(Default)]
-struct Changes(std::sync::Mutex<Vec<(Outcome, String)>>);
-
-impl Changes {
-    fn publish(self, ctx: &Context, pg: &Postgresql) {
-        let changes = self.0.into_inner().unwrap_or_else(|p| p.into_inner());
-        for (outcome, reason, action) in [
-            (Outcome::Created, "Created", "Create"),
-            (Outcome::Updated, "Updated", "Update"),
-        ] {
-            let children: Vec<String> = changes
-                .iter()
-                .filter(|(o, _)| *o == outcome)
-                .map(|(_, child)| child.clone())
-                .collect();
-            if children.is_empty() {
-                continue;
-            }
-            let event = Event {
-                kind: Kind::Normal,
-                reason: reason.into(),
-                note: crate::events::summary(reason, &children),
-                action: action.into(),
-                related: None,
-            };
-            ctx.events.publish(pg.object_ref(&()), event);
-        }
-    }
-}
-
-/// Counts a write and notes the child for the reconcile's Event.
-fn report<K>(ctx: &Context, changes: &Changes, child: &K, outcome: Outcome)
-where
-    K: Resource,
-    K::DynamicType: Default,
-{
-    if outcome == Outcome::Unchanged {
-        return;
-    }
-    ctx.metrics.wrote(&K::plural(&Default::default()));
-    let kind = K::kind(&Default::default()).to_string();
-    let name = child.name_any();
-    tracing::info!(%kind, %name, ?outcome, "child written");
-    changes
-        .0
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push((outcome, format!("{kind} {name}")));
 }
 
 fn warn(ctx: &Context, pg: &Postgresql, reason: &str, note: String) {

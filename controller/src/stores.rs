@@ -1,5 +1,6 @@
-//! Caches of the children, narrowed to the operator's objects by label, feeding both the
-//! reconciler (which reads them instead of the API) and the controller's triggers.
+//! The caches' machinery: what a cache keeps of an object ([`Slim`]), a reflector that drops the
+//! controller's own echoes, and the helpers the children table ([`crate::children`]) builds its
+//! caches and triggers from.
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -14,38 +15,6 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::hash::Hash;
-
-/// Read handles of every child cache.
-#[derive(Clone)]
-pub struct Stores {
-    /// StatefulSets with the cluster labels.
-    pub statefulsets: Store<StatefulSet>,
-    /// Services with the cluster labels.
-    pub services: Store<Service>,
-    /// Endpoints with the cluster labels.
-    pub endpoints: Store<Endpoints>,
-    /// Secrets with the cluster labels (never all Secrets of the cluster).
-    pub secrets: Store<Secret>,
-    /// PodDisruptionBudgets with the cluster labels.
-    pub pdbs: Store<PodDisruptionBudget>,
-    /// Pod ServiceAccounts (by name).
-    pub service_accounts: Store<ServiceAccount>,
-    /// Pod RoleBindings (by name).
-    pub role_bindings: Store<RoleBinding>,
-}
-
-impl Stores {
-    /// Whether every cache has finished its initial list.
-    pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
-        self.statefulsets.wait_until_ready().await?;
-        self.services.wait_until_ready().await?;
-        self.endpoints.wait_until_ready().await?;
-        self.secrets.wait_until_ready().await?;
-        self.pdbs.wait_until_ready().await?;
-        self.service_accounts.wait_until_ready().await?;
-        self.role_bindings.wait_until_ready().await
-    }
-}
 
 /// A `key=value,...` label selector.
 pub fn selector(labels: &BTreeMap<String, String>) -> String {

@@ -1,9 +1,9 @@
 //! Pure builders of a cluster's child objects (Zalando's `k8sres.go` shapes and names).
 //!
 //! Nothing here talks to the API server: [`build`] turns the configuration and one `postgresql`
-//! into the desired StatefulSet, Services, Endpoints and PodDisruptionBudgets; [`secrets`] lists
-//! the user Secrets (created once by the caller, never updated); [`pod_service_account`] and
-//! [`pod_role_binding`] give the per-namespace RBAC objects of the database pods.
+//! into the desired objects of every kind of the children table ([`crate::children`]): the
+//! StatefulSet, Services, Endpoints, PodDisruptionBudgets, the user Secrets (created once, never
+//! updated) and the per-namespace ServiceAccount and RoleBinding of the database pods.
 //!
 //! Quantities are emitted in the API server's canonical form ([`quantity::canonical`]), so a
 //! StatefulSet read back from the server compares equal to a freshly built one.
@@ -24,24 +24,10 @@ pub use secrets::{password, secrets};
 
 use common::config::Config;
 use common::crd::Postgresql;
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Endpoints, Service};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use std::collections::BTreeMap;
 
-/// Everything desired for one cluster except Secrets (passwords are random, created once).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Desired {
-    /// The Spilo StatefulSet `<cluster>`.
-    pub statefulset: StatefulSet,
-    /// The master Service `<cluster>` and the replica Service `<cluster>-repl`.
-    pub services: Vec<Service>,
-    /// The master Endpoints `<cluster>` (only when Patroni keeps its state in Endpoints).
-    pub endpoints: Vec<Endpoints>,
-    /// The primary and the critical-operation PodDisruptionBudgets.
-    pub pdbs: Vec<PodDisruptionBudget>,
-}
+pub use crate::children::Desired;
 
 /// A manifest or configuration value the builders cannot turn into an object. Each message names
 /// the field or option and the offending value.
@@ -85,20 +71,26 @@ pub enum BuildError {
     },
 }
 
-/// Builds every desired object of a cluster except Secrets.
+/// Builds every desired object of a cluster, one list per kind of the children table.
 ///
 /// `owner`: `Some` when `enable_owner_references` is on (a controller reference to the
-/// `postgresql`); it goes on every built object except the PVC template.
+/// `postgresql`); it goes on every built object except the PVC template and the per-namespace
+/// pod ServiceAccount and RoleBinding, which other clusters share. Secrets carry fresh random
+/// passwords: they are only ever created, never compared.
 pub fn build(
     config: &Config,
     pg: &Postgresql,
     owner: Option<&OwnerReference>,
 ) -> Result<Desired, BuildError> {
+    let namespace = namespace(pg);
     Ok(Desired {
-        statefulset: statefulset::statefulset(config, pg, owner)?,
+        service_accounts: vec![pod_service_account(config, namespace)?],
+        role_bindings: vec![pod_role_binding(config, namespace)?],
+        secrets: secrets(config, pg, owner),
         services: services::services(config, pg, owner),
         endpoints: services::endpoints(config, pg, owner),
         pdbs: pdb::pdbs(config, pg, owner),
+        statefulsets: vec![statefulset::statefulset(config, pg, owner)?],
     })
 }
 
@@ -206,9 +198,20 @@ mod tests {
         let reference = owner(&pg);
         let desired = build(&config(), &pg, Some(&reference)).unwrap();
         let expected = Some(vec![reference]);
-        assert_eq!(desired.statefulset.metadata.owner_references, expected);
-        let templates = desired
-            .statefulset
+        assert_eq!(desired.statefulsets[0].metadata.owner_references, expected);
+        assert!(
+            desired
+                .secrets
+                .iter()
+                .all(|s| s.metadata.owner_references == expected)
+        );
+        assert!(
+            desired.service_accounts[0]
+                .metadata
+                .owner_references
+                .is_none()
+        );
+        let templates = desired.statefulsets[0]
             .spec
             .as_ref()
             .unwrap()
@@ -234,7 +237,7 @@ mod tests {
         );
 
         let desired = build(&config(), &pg, None).unwrap();
-        assert!(desired.statefulset.metadata.owner_references.is_none());
+        assert!(desired.statefulsets[0].metadata.owner_references.is_none());
         assert!(
             desired
                 .services
@@ -246,8 +249,13 @@ mod tests {
     #[test]
     fn complete_manifest_builds() {
         let desired = build(&config(), &complete(), None).unwrap();
+        assert_eq!(desired.statefulsets.len(), 1);
         assert_eq!(desired.services.len(), 2);
         assert_eq!(desired.pdbs.len(), 2);
+        assert_eq!(
+            (desired.service_accounts.len(), desired.role_bindings.len()),
+            (1, 1)
+        );
         // ConfigMaps are the default DCS store: no Endpoints.
         assert!(desired.endpoints.is_empty());
     }

@@ -116,9 +116,12 @@ pub async fn same_objects(client: &Client, n: usize, verb: Verb, scope: Scope) -
     let mut writes: Vec<BoxFuture<'static, kube::Result<()>>> = Vec::new();
     for pg in &pgs {
         let desired = controller::desired::build(&config, pg, None)?;
-        let mut children = vec![format!("StatefulSet {}", desired.statefulset.name_any())];
-        let sts: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
-        writes.push(Box::pin(write(sts, desired.statefulset, verb)));
+        let mut children = Vec::new();
+        for sts in desired.statefulsets {
+            children.push(format!("StatefulSet {}", sts.name_any()));
+            let api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+            writes.push(Box::pin(write(api, sts, verb)));
+        }
         for service in desired.services {
             children.push(format!("Service {}", service.name_any()));
             let api: Api<Service> = Api::namespaced(client.clone(), ns);
@@ -129,7 +132,7 @@ pub async fn same_objects(client: &Client, n: usize, verb: Verb, scope: Scope) -
             let api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
             writes.push(Box::pin(write(api, pdb, verb)));
         }
-        for secret in controller::desired::secrets(&config, pg, None) {
+        for secret in desired.secrets {
             children.push(format!("Secret {}", secret.name_any()));
             let api: Api<Secret> = Api::namespaced(client.clone(), ns);
             // The controller creates Secrets (never applies them): so does the floor.
