@@ -20,8 +20,18 @@ pub struct Rule {
     pub why: &'static str,
 }
 
+/// A grant the controller needs beyond its children: group, resource, resource names, verbs and
+/// why.
+type Need = (
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+    &'static str,
+);
+
 /// What the controller needs beyond its children.
-const OTHERS: &[(&str, &str, &[&str], &[&str], &str)] = &[
+const OTHERS: &[Need] = &[
     (
         "apiextensions.k8s.io",
         "customresourcedefinitions",
