@@ -231,11 +231,7 @@ pub fn contains(live: &Value, desired: &Value) -> bool {
 }
 
 fn same_quantity(a: &str, b: &str) -> bool {
-    let parse = |s: &str| common::quantity::bytes(s).or_else(|| common::quantity::cpu_cores(s));
-    match (parse(a), parse(b)) {
-        (Some(x), Some(y)) => (x - y).abs() <= f64::EPSILON * x.abs().max(1.0),
-        _ => false,
-    }
+    common::quantity::same(a, b) == Some(true)
 }
 
 /// Server-side applies `desired` unless the cached copy already matches it (by `compare`).

@@ -307,7 +307,7 @@ fn containers(config: &Config, pg: &Postgresql, v: &mut Verdict) {
 }
 
 fn resources(pg: &Postgresql, v: &mut Verdict) {
-    if quantity::bytes(&pg.spec.volume.size).is_none() {
+    if quantity::memory(&pg.spec.volume.size).is_none() {
         v.deny(
             "quantity",
             "spec.volume.size",
@@ -344,28 +344,28 @@ fn resources(pg: &Postgresql, v: &mut Verdict) {
                 name: "cpu",
                 request: &req.cpu,
                 limit: &lim.cpu,
-                parse: quantity::cpu_cores,
+                parse: quantity::cpu,
                 what: "a CPU quantity such as 100m or 1",
             },
             Quantities {
                 name: "memory",
                 request: &req.memory,
                 limit: &lim.memory,
-                parse: quantity::bytes,
+                parse: quantity::memory,
                 what: "a memory quantity such as 100Mi",
             },
             Quantities {
                 name: "hugepages-2Mi",
                 request: &req.hugepages_2mi,
                 limit: &lim.hugepages_2mi,
-                parse: quantity::bytes,
+                parse: quantity::memory,
                 what: "a memory quantity",
             },
             Quantities {
                 name: "hugepages-1Gi",
                 request: &req.hugepages_1gi,
                 limit: &lim.hugepages_1gi,
-                parse: quantity::bytes,
+                parse: quantity::memory,
                 what: "a memory quantity",
             },
         ];
@@ -394,7 +394,7 @@ fn resources(pg: &Postgresql, v: &mut Verdict) {
                 }
             }
             if let [Some(request), Some(limit)] = parsed
-                && limit > 0.0
+                && limit > quantity::Quantity::ZERO
                 && request > limit
             {
                 v.deny(
@@ -416,7 +416,7 @@ struct Quantities<'a> {
     name: &'static str,
     request: &'a Option<String>,
     limit: &'a Option<String>,
-    parse: fn(&str) -> Option<f64>,
+    parse: fn(&str) -> Option<quantity::Quantity>,
     what: &'static str,
 }
 

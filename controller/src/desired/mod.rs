@@ -5,12 +5,11 @@
 //! StatefulSet, Services, Endpoints, PodDisruptionBudgets, the user Secrets (created once, never
 //! updated) and the per-namespace ServiceAccount and RoleBinding of the database pods.
 //!
-//! Quantities are emitted in the API server's canonical form ([`quantity::canonical`]), so a
+//! Quantities are emitted in the API server's canonical form ([`common::quantity::canonical`]), so a
 //! StatefulSet read back from the server compares equal to a freshly built one.
 
 mod env;
 pub mod pdb;
-pub mod quantity;
 pub mod rbac;
 mod resources;
 pub mod secrets;

@@ -5,13 +5,13 @@
 //! `ignore_resources_limits_annotation_key: "true"`; `set_memory_request_to_limit` raises the
 //! memory request to the limit; `max_cpu_request`/`max_memory_request` cap requests; finally a
 //! request above its limit is lowered to the limit (the API server would refuse it otherwise).
-//! Every quantity is emitted canonically ([`super::quantity::canonical`]).
+//! Every quantity is emitted canonically ([`common::quantity::canonical`]).
 
 use super::BuildError;
-use super::quantity;
 use common::config::Config;
 use common::crd::Postgresql;
 use common::crd::postgresql::{ResourceDescription, Resources};
+use common::quantity;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use std::cmp::Ordering;

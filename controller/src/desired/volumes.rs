@@ -1,10 +1,11 @@
 //! Volumes of the database pods and the `pgdata` claim template.
 
-use super::{BuildError, non_empty, quantity};
+use super::{BuildError, non_empty};
 use common::config::Config;
 use common::crd::Postgresql;
 use common::labels::{inherited_annotations, object_labels};
 use common::naming::DATA_VOLUME_NAME;
+use common::quantity;
 use k8s_openapi::api::core::v1::{
     EmptyDirVolumeSource, PersistentVolumeClaim, PersistentVolumeClaimSpec, Volume, VolumeMount,
     VolumeResourceRequirements,
