@@ -267,7 +267,7 @@ async fn a_new_cluster_creates_every_child_then_writes_creating() {
     assert_apply(sts, &statefulsets(ns), "StatefulSet", CLUSTER);
     assert_eq!(
         sts.body()["metadata"]["annotations"][APPLIED_HASH],
-        applied_hash(&wanted.statefulset)
+        applied_hash(&wanted.statefulsets[0])
     );
     assert_eq!(sts.body()["spec"]["replicas"], 2);
     // Last, the status: Creating, pods not ready yet.
@@ -349,7 +349,8 @@ fn assert_only_the_statefulset_is_applied(calls: &Calls, ns: &str, pg: &Postgres
     assert_apply(apply, &statefulsets(ns), "StatefulSet", CLUSTER);
     let desired = controller::desired::build(&Config::default(), pg, None)
         .unwrap()
-        .statefulset;
+        .statefulsets
+        .remove(0);
     assert_eq!(
         apply.body()["metadata"]["annotations"][APPLIED_HASH],
         applied_hash(&desired)
@@ -421,7 +422,7 @@ async fn a_deleted_cluster_deletes_its_children_then_drops_the_finalizer() {
         ..Default::default()
     };
     let listed: Vec<(&str, Vec<Value>)> = vec![
-        ("statefulsets", vec![to_json(&wanted.statefulset)]),
+        ("statefulsets", vec![to_json(&wanted.statefulsets[0])]),
         ("services", wanted.services.iter().map(to_json).collect()),
         ("endpoints", Vec::new()),
         (

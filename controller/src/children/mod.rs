@@ -220,14 +220,19 @@ macro_rules! children {
             Ok(())
         }
 
-        /// Deletes a deleted cluster's children that the configuration says go with it.
+        /// Deletes a deleted cluster's children that the configuration says go with it, in the
+        /// reverse order of writing: the StatefulSet (and so the pods) first.
         pub async fn delete_all(ctx: &Context, pg: &Postgresql, config: &Config) -> kube::Result<()> {
             let labels = selector(&common::labels::selector_labels(config, pg.cluster_name()));
-            $(
-                if removed(row(stringify!($field)).removal, config) {
-                    ops::delete_labelled::<$kind>(ctx, pg, &labels).await?;
-                }
-            )*
+            let last = KINDS.iter().map(|k| k.stage).max().unwrap_or(0);
+            for stage in (0..=last).rev() {
+                $(
+                    let kind = row(stringify!($field));
+                    if kind.stage == stage && removed(kind.removal, config) {
+                        ops::delete_labelled::<$kind>(ctx, pg, &labels).await?;
+                    }
+                )*
+            }
             for extra in EXTRA {
                 if removed(extra.removal, config) {
                     ops::delete_extra(ctx, pg, extra, &labels).await?;
@@ -247,10 +252,6 @@ children! {
         stage: 0, write: Write::CreateOnly, select: Select::PodRoleBinding,
         triggers: false, orphans: false, removal: Removal::Never,
     },
-    secrets: Secret = {
-        stage: 1, write: Write::CreateOnly, select: Select::ClusterLabels,
-        triggers: true, orphans: false, removal: Removal::IfSecretsDeletion,
-    },
     services: Service = {
         stage: 1, write: Write::Apply(Compare::Contents), select: Select::ClusterLabels,
         triggers: true, orphans: true, removal: Removal::WithCluster,
@@ -262,6 +263,10 @@ children! {
     pdbs: PodDisruptionBudget = {
         stage: 1, write: Write::Apply(Compare::Contents), select: Select::ClusterLabels,
         triggers: true, orphans: true, removal: Removal::WithCluster,
+    },
+    secrets: Secret = {
+        stage: 1, write: Write::CreateOnly, select: Select::ClusterLabels,
+        triggers: true, orphans: false, removal: Removal::IfSecretsDeletion,
     },
     // Its cache keeps no pod template (the largest part of any child): compared by hash.
     statefulsets: StatefulSet = {

@@ -10,10 +10,11 @@ use arc_swap::ArcSwap;
 use common::config::{Config, Loaded};
 use common::crd::Postgresql;
 use controller::apply::{APPLIED_AT, APPLIED_HASH, FIELD_MANAGER};
+use controller::children::Stores;
 use controller::context::Context;
 use controller::events::{Events, Reporter};
 use controller::metrics::Metrics;
-use controller::stores::{Slim, Stores};
+use controller::stores::Slim;
 use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::{Endpoints, Secret, Service, ServiceAccount};
@@ -482,7 +483,7 @@ pub fn written_children(config: &Config, pg: &Postgresql) -> Vec<Cached> {
     children.extend(wanted.services.into_iter().map(Cached::from));
     children.extend(wanted.endpoints.into_iter().map(Cached::from));
     children.extend(wanted.pdbs.into_iter().map(Cached::from));
-    children.push(applied_statefulset(&wanted.statefulset).into());
+    children.push(applied_statefulset(&wanted.statefulsets[0]).into());
     children
         .into_iter()
         .enumerate()
