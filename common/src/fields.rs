@@ -419,7 +419,13 @@ pub fn summary(fields: &[IgnoredField]) -> Option<String> {
 
 /// The [`NOT_YET_ON_CHANGE`] fields an update changes (unset values compare equal to absent ones).
 pub fn ignored_changes(old: &Postgresql, new: &Postgresql) -> Vec<IgnoredField> {
-    let (old, new) = (spec_value(old), spec_value(new));
+    ignored_changes_from(&spec_value(old), new)
+}
+
+/// [`ignored_changes`] given the old spec as JSON; it needs no more of it than the subtrees of
+/// [`NOT_YET_ON_CHANGE`] (the webhook reads only those from `oldObject`).
+pub fn ignored_changes_from(old: &Value, new: &Postgresql) -> Vec<IgnoredField> {
+    let new = spec_value(new);
     let effective = |spec: &Value, path: &str| -> Option<Value> {
         lookup(spec, path)
             .filter(|(value, schema)| is_set(value, schema))
@@ -427,7 +433,7 @@ pub fn ignored_changes(old: &Postgresql, new: &Postgresql) -> Vec<IgnoredField> 
     };
     NOT_YET_ON_CHANGE
         .iter()
-        .filter(|field| effective(&old, field.path) != effective(&new, field.path))
+        .filter(|field| effective(old, field.path) != effective(&new, field.path))
         .map(|field| IgnoredField {
             path: field.path,
             reason: field.reason,
@@ -437,7 +443,12 @@ pub fn ignored_changes(old: &Postgresql, new: &Postgresql) -> Vec<IgnoredField> 
 
 /// One admission warning per [`ignored_changes`] entry of an update.
 pub fn change_warnings(old: &Postgresql, new: &Postgresql) -> Vec<String> {
-    ignored_changes(old, new)
+    change_warnings_from(&spec_value(old), new)
+}
+
+/// [`change_warnings`] given the old spec as JSON ([`ignored_changes_from`]).
+pub fn change_warnings_from(old: &Value, new: &Postgresql) -> Vec<String> {
+    ignored_changes_from(old, new)
         .iter()
         .map(|field| {
             format!(

@@ -444,3 +444,54 @@ fn changes_that_do_not_take_effect() {
         "spec.postgresql.version was changed, but the change will not take effect: no major version upgrade is run yet"
     );
 }
+
+/// The admission rules carry the field warnings (so the webhook sends them), and the controller's
+/// typed validation carries the ignored fields (so its status can report them).
+#[test]
+fn validation_reports_ignored_fields_and_ignored_changes() {
+    use common::config::Config;
+    use common::rules::admission::{self, Context, Operation};
+    let config = Config::default();
+    let ctx = Context {
+        config: &config,
+        controller_id: "",
+        today: "2026-01-01",
+    };
+    let cloned = pg("clone: {cluster: acid-source}\nallowedSourceRanges: [127.0.0.1/32]");
+    let verdict = admission::validate(&ctx, Operation::Create, None, &cloned, Some("17"));
+    assert!(verdict.allowed(), "{verdict:?}");
+    assert!(
+        verdict
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("spec.clone is not implemented yet and will be ignored: ")),
+        "{:?}",
+        verdict.warnings
+    );
+    let valid = admission::check(&ctx, &cloned).expect("valid");
+    assert_eq!(paths(&valid.ignored), ["spec.clone"]);
+    assert_eq!(valid.instances, 1);
+    assert_eq!(valid.source_ranges, ["127.0.0.1/32"]);
+
+    // An update that changes a field whose changes do not take effect yet warns about it, as the
+    // webhook sees it (the old spec as JSON) and as the typed path sees it.
+    let old = pg("volume: {size: 1Gi}");
+    let new = pg("volume: {size: 2Gi}");
+    let verdict = admission::validate(&ctx, Operation::Update, Some(&old), &new, None);
+    let expected = "spec.volume.size was changed, but the change will not take effect: existing volumes are not resized yet";
+    assert!(
+        verdict.warnings.iter().any(|w| w == expected),
+        "{:?}",
+        verdict.warnings
+    );
+    let old_spec = serde_json::json!({"volume": {"size": "1Gi"}, "postgresql": {"version": "17"}});
+    assert_eq!(
+        common::fields::change_warnings_from(&old_spec, &new),
+        [expected]
+    );
+
+    // A refused manifest gives every violation and no Validated.
+    let bad = pg("allowedSourceRanges: [nope]");
+    let refused = admission::check(&ctx, &bad).expect_err("refused");
+    assert_eq!(refused.violations[0].field, "spec.allowedSourceRanges[0]");
+}

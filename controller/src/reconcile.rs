@@ -7,7 +7,7 @@ use crate::events::{Event, Kind};
 use crate::status;
 use common::crd::Postgresql;
 use common::crd::postgresql::PostgresqlStatus;
-use common::rules::admission::{self, Operation};
+use common::rules::admission;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -90,30 +90,29 @@ pub async fn reconcile(pg: Arc<Postgresql>, ctx: Arc<Context>) -> Result<Action,
         controller_id: &ctx.controller_id,
         today: &today,
     };
-    let verdict = admission::validate(&rules, Operation::Create, None, &pg, None);
-    if !verdict.allowed() {
-        let message = verdict.message();
-        let result = status::Result::Invalid(message.clone());
-        if write_status(&ctx, &pg, &result).await? {
-            warn(
-                &ctx,
-                &pg,
-                "Invalid",
-                format!("not creating or changing children: {message}"),
-            );
+    let valid = match admission::check(&rules, &pg) {
+        Ok(valid) => valid,
+        Err(verdict) => {
+            return invalid(&ctx, &pg, &verdict, started).await;
         }
-        ctx.metrics.observe(started.elapsed(), Some("invalid"));
-        return Ok(Action::await_change());
-    }
+    };
 
     let changes = Changes::default();
-    let outcome = apply_children(&ctx, &pg, &changes, config, &namespace).await;
+    let outcome = apply_children(&ctx, &valid, &changes, config, &namespace).await;
     changes.publish(&ctx, &pg);
+    let ignored = common::fields::summary(&valid.ignored);
     let result = match &outcome {
-        Ok(ready) => status::Result::Applied { ready: *ready },
+        Ok(ready) => status::Result::Applied {
+            ready: *ready,
+            ignored: ignored.clone(),
+        },
         Err(error) => status::Result::Failed(error.to_string()),
     };
+    let told = status::ignored_fields_reported(&pg);
     write_status(&ctx, &pg, &result).await?;
+    if let Some(summary) = ignored.filter(|s| told.as_deref() != Some(s.as_str())) {
+        warn(&ctx, &pg, common::fields::CONDITION_REASON, summary);
+    }
     ctx.metrics
         .observe(started.elapsed(), outcome.as_ref().err().map(Error::reason));
     match outcome {
@@ -125,20 +124,45 @@ pub async fn reconcile(pg: Arc<Postgresql>, ctx: Arc<Context>) -> Result<Action,
     }
 }
 
+/// Reports a manifest the rules refuse (it reached the API while the webhook was down or
+/// bypassed) and waits for it to change: nothing is created or changed for it.
+async fn invalid(
+    ctx: &Context,
+    pg: &Postgresql,
+    verdict: &common::rules::Verdict,
+    started: Instant,
+) -> Result<Action, Error> {
+    {
+        let message = verdict.message();
+        let result = status::Result::Invalid(message.clone());
+        if write_status(ctx, pg, &result).await? {
+            warn(
+                ctx,
+                pg,
+                "Invalid",
+                format!("not creating or changing children: {message}"),
+            );
+        }
+        ctx.metrics.observe(started.elapsed(), Some("invalid"));
+        Ok(Action::await_change())
+    }
+}
+
 /// Applies every child; returns whether the StatefulSet's pods are all ready.
 async fn apply_children(
     ctx: &Context,
-    pg: &Postgresql,
+    valid: &admission::Validated<'_>,
     changes: &Changes,
     config: &common::config::Config,
     namespace: &str,
 ) -> Result<bool, Error> {
+    let pg = valid.pg;
     let owner = config
         .kubernetes
         .enable_owner_references
         .then(|| owner_reference(pg))
         .flatten();
-    let wanted = desired::build(config, pg, owner.as_ref())?;
+    let wanted = desired::build(config, valid, owner.as_ref())?;
     children::apply_all(ctx, changes, pg, &wanted).await?;
 
     let key = ObjectRef::new(pg.cluster_name()).within(namespace);
@@ -181,7 +205,10 @@ async fn write_status(
     let patch = serde_json::json!({ "status": next });
     api.patch_status(
         &pg.name_any(),
-        &PatchParams::default(),
+        &PatchParams {
+            field_manager: Some(crate::apply::FIELD_MANAGER.into()),
+            ..Default::default()
+        },
         &Patch::Merge(&patch),
     )
     .await

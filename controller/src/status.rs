@@ -15,6 +15,9 @@ pub enum Result {
     Applied {
         /// The StatefulSet reports all replicas ready.
         ready: bool,
+        /// The fields the manifest sets that are not acted on yet
+        /// ([`common::fields::summary`]): the cluster is then never reported Ready.
+        ignored: Option<String>,
     },
 }
 
@@ -25,6 +28,25 @@ fn creating(status: &ClusterStatus) -> bool {
             | ClusterStatus::Creating
             | ClusterStatus::CreateFailed
             | ClusterStatus::Invalid
+    )
+}
+
+/// The summary of ignored fields the stored status already reports (its Ready condition), so
+/// that the Warning Event about them is published once per change, not per reconcile.
+pub fn ignored_fields_reported(pg: &Postgresql) -> Option<String> {
+    let ready = pg
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.reason == common::fields::CONDITION_REASON)?;
+    Some(
+        ready
+            .message
+            .rsplit_once("; ")
+            .map_or(ready.message.as_str(), |(fields, _)| fields)
+            .to_string(),
     )
 }
 
@@ -42,13 +64,32 @@ pub fn next(pg: &Postgresql, result: &Result, now: Time) -> PostgresqlStatus {
             ClusterStatus::UpdateFailed
         }
         Result::Failed(_) => ClusterStatus::SyncFailed,
-        Result::Applied { ready: true } => ClusterStatus::Running,
-        Result::Applied { ready: false } if creating(before) => ClusterStatus::Creating,
-        Result::Applied { ready: false } => ClusterStatus::Updating,
+        Result::Applied { ready: true, .. } => ClusterStatus::Running,
+        Result::Applied { ready: false, .. } if creating(before) => ClusterStatus::Creating,
+        Result::Applied { ready: false, .. } => ClusterStatus::Updating,
     };
     let (ready, ready_reason, ready_message) = match result {
-        Result::Applied { ready: true } => ("True", "PodsReady", "all pods are ready".to_string()),
-        Result::Applied { ready: false } => (
+        // The phase stays Zalando's (Running once the pods are), but Ready says the manifest
+        // asked for something that did not happen.
+        Result::Applied {
+            ready,
+            ignored: Some(ignored),
+        } => (
+            "False",
+            common::fields::CONDITION_REASON,
+            format!(
+                "{ignored}; {}",
+                if *ready {
+                    "all pods are ready"
+                } else {
+                    "waiting for the StatefulSet's pods to be ready"
+                }
+            ),
+        ),
+        Result::Applied { ready: true, .. } => {
+            ("True", "PodsReady", "all pods are ready".to_string())
+        }
+        Result::Applied { ready: false, .. } => (
             "False",
             "PodsNotReady",
             "waiting for the StatefulSet's pods to be ready".to_string(),
@@ -115,17 +156,30 @@ mod tests {
     #[test]
     fn lifecycle() {
         let fresh = pg(None, 1);
-        let creating = next(&fresh, &Result::Applied { ready: false }, now());
+        let creating = next(
+            &fresh,
+            &Result::Applied {
+                ready: false,
+                ignored: None,
+            },
+            now(),
+        );
         assert_eq!(creating.postgres_cluster_status, ClusterStatus::Creating);
         let running = next(
             &pg(Some(creating.clone()), 1),
-            &Result::Applied { ready: true },
+            &Result::Applied {
+                ready: true,
+                ignored: None,
+            },
             now(),
         );
         assert_eq!(running.postgres_cluster_status, ClusterStatus::Running);
         let updating = next(
             &pg(Some(running.clone()), 2),
-            &Result::Applied { ready: false },
+            &Result::Applied {
+                ready: false,
+                ignored: None,
+            },
             now(),
         );
         assert_eq!(updating.postgres_cluster_status, ClusterStatus::Updating);
@@ -161,11 +215,21 @@ mod tests {
 
     #[test]
     fn unchanged_conditions_keep_their_transition_time() {
-        let first = next(&pg(None, 1), &Result::Applied { ready: true }, now());
+        let first = next(
+            &pg(None, 1),
+            &Result::Applied {
+                ready: true,
+                ignored: None,
+            },
+            now(),
+        );
         let later = Time(k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap());
         let again = next(
             &pg(Some(first.clone()), 1),
-            &Result::Applied { ready: true },
+            &Result::Applied {
+                ready: true,
+                ignored: None,
+            },
             later,
         );
         assert_eq!(

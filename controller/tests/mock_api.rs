@@ -12,6 +12,7 @@ mod support;
 
 use common::config::Config;
 use common::crd::Postgresql;
+use common::rules::admission::Validated;
 use controller::apply::{APPLIED_HASH, FIELD_MANAGER};
 use controller::reconcile::{Error, error_policy, reconcile};
 use http::{Method, StatusCode};
@@ -195,7 +196,8 @@ async fn a_new_cluster_creates_every_child_then_writes_creating() {
     let ns = "mock-new-cluster";
     let pg = support::cluster(ns);
     let config = Config::default();
-    let wanted = controller::desired::build(&config, &pg, None).expect("builds");
+    let wanted = controller::desired::build(&config, &Validated::trusted(&config, &pg), None)
+        .expect("builds");
     let (result, calls, _) = run(pg.clone(), config.clone(), Vec::new(), server(&pg)).await;
     assert_eq!(result.unwrap(), Action::requeue(config.resync_period()));
 
@@ -270,20 +272,35 @@ async fn a_new_cluster_creates_every_child_then_writes_creating() {
         applied_hash(&wanted.statefulsets[0])
     );
     assert_eq!(sts.body()["spec"]["replicas"], 2);
-    // Last, the status: Creating, pods not ready yet.
+    // Last, the status: Creating, pods not ready yet, and the minimal manifest's users and
+    // databases are not created inside PostgreSQL yet: Ready says so.
     let status = assert_status_patch(&calls.api[lines.len() - 1], ns);
     assert_eq!(status["PostgresClusterStatus"], "Creating");
     assert_eq!(status["observedGeneration"], 1);
     assert_eq!(
         conditions(&status),
         [
-            condition("Ready", "False", "PodsNotReady"),
+            condition("Ready", "False", "UnsupportedField"),
             condition("Reconciled", "True", "Applied"),
         ]
     );
+    let ready = status["conditions"][0]["message"].as_str().unwrap();
+    assert!(
+        ready.starts_with("these fields are not implemented yet and are ignored: spec.users (")
+            && ready.ends_with("; waiting for the StatefulSet's pods to be ready"),
+        "{ready}"
+    );
 
-    // One Event names every child created.
-    assert_eq!(calls.events.len(), 1, "{:#?}", calls.events);
+    // One Event names every child created; one Warning names the ignored fields.
+    assert_eq!(calls.events.len(), 2, "{:#?}", calls.events);
+    let warning = assert_event(
+        &calls.events[1],
+        ns,
+        "Warning",
+        "UnsupportedField",
+        "Reconcile",
+    );
+    assert!(warning.contains("spec.databases ("), "{warning}");
     let note = assert_event(&calls.events[0], ns, "Normal", "Created", "Create");
     let mut children: BTreeSet<String> = [
         "ServiceAccount postgres-pod".to_string(),
@@ -329,7 +346,7 @@ async fn a_deleted_service_is_applied_again_and_nothing_else() {
     assert_eq!(calls.api.len(), 1, "{:#?}", calls.lines());
     let apply = &calls.api[0];
     assert_apply(apply, &core(ns, "services"), "Service", REPLICA_SERVICE);
-    let desired = controller::desired::build(&config, &pg, None)
+    let desired = controller::desired::build(&config, &Validated::trusted(&config, &pg), None)
         .unwrap()
         .services
         .into_iter()
@@ -347,10 +364,14 @@ fn assert_only_the_statefulset_is_applied(calls: &Calls, ns: &str, pg: &Postgres
     assert_eq!(calls.api.len(), 1, "{:#?}", calls.lines());
     let apply = &calls.api[0];
     assert_apply(apply, &statefulsets(ns), "StatefulSet", CLUSTER);
-    let desired = controller::desired::build(&Config::default(), pg, None)
-        .unwrap()
-        .statefulsets
-        .remove(0);
+    let desired = controller::desired::build(
+        &Config::default(),
+        &Validated::trusted(&Config::default(), pg),
+        None,
+    )
+    .unwrap()
+    .statefulsets
+    .remove(0);
     assert_eq!(
         apply.body()["metadata"]["annotations"][APPLIED_HASH],
         applied_hash(&desired)
@@ -412,7 +433,8 @@ async fn a_deleted_cluster_deletes_its_children_then_drops_the_finalizer() {
     config.kubernetes.enable_owner_references = false;
 
     // What the server lists by the cluster's labels, by resource.
-    let wanted = controller::desired::build(&config, &pg, None).unwrap();
+    let wanted =
+        controller::desired::build(&config, &Validated::trusted(&config, &pg), None).unwrap();
     let pvc = |i: usize| PersistentVolumeClaim {
         metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
             name: Some(format!("pgdata-{CLUSTER}-{i}")),

@@ -172,10 +172,12 @@ pub fn decide(
         // An unreadable stored object must not block its own repair or deletion.
         Some(Err(_)) | None => None,
     };
+    let old_spec = old_view.map(|o| o.spec.changeable());
     let old = old_view.map(|o| Previous {
         name: o.metadata.name.as_deref().unwrap_or_default(),
         annotations: o.metadata.annotations.as_ref(),
         version: &o.spec.postgresql.version,
+        spec: old_spec.as_ref(),
     });
     if operation != Operation::Delete && new.is_none() {
         return (

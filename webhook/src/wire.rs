@@ -91,6 +91,27 @@ pub struct OldSpec {
     /// `teamId`.
     #[serde(default, rename = "teamId")]
     pub team_id: String,
+    /// `volume`: a changed size resizes nothing yet.
+    #[serde(default)]
+    pub volume: Option<serde_json::Value>,
+    /// `patroni`: changes after creation are not applied yet.
+    #[serde(default)]
+    pub patroni: Option<serde_json::Value>,
+}
+
+impl OldSpec {
+    /// The old spec as far as the warnings about changes that will not take effect read it
+    /// (`common::fields::NOT_YET_ON_CHANGE`).
+    pub fn changeable(&self) -> serde_json::Value {
+        serde_json::json!({
+            "postgresql": {
+                "version": self.postgresql.version,
+                "parameters": self.postgresql.parameters,
+            },
+            "volume": self.volume,
+            "patroni": self.patroni,
+        })
+    }
 }
 
 /// `spec.postgresql` of `oldObject`.
@@ -99,6 +120,9 @@ pub struct OldPostgresql {
     /// Major version.
     #[serde(default)]
     pub version: String,
+    /// `parameters`: changes after creation are not applied yet.
+    #[serde(default)]
+    pub parameters: Option<serde_json::Value>,
 }
 
 /// The answer.

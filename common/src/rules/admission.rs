@@ -6,6 +6,8 @@
 use super::{Verdict, delete_protection, instances, manifest, ownership, source_ranges, versions};
 use crate::config::Config;
 use crate::crd::Postgresql;
+use crate::fields::{self, IgnoredField};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// The admission operation.
@@ -40,6 +42,9 @@ pub struct Previous<'a> {
     pub annotations: Option<&'a BTreeMap<String, String>>,
     /// `spec.postgresql.version`.
     pub version: &'a str,
+    /// The old spec, at least the subtrees of [`fields::NOT_YET_ON_CHANGE`], for the warnings
+    /// about changes that will not take effect (`None`: not compared).
+    pub spec: Option<&'a Value>,
 }
 
 impl<'a> From<&'a Postgresql> for Previous<'a> {
@@ -48,8 +53,94 @@ impl<'a> From<&'a Postgresql> for Previous<'a> {
             name: pg.cluster_name(),
             annotations: pg.metadata.annotations.as_ref(),
             version: &pg.spec.postgresql.version,
+            spec: None,
         }
     }
+}
+
+/// A manifest every rule accepts, with what the rules decided about it. The controller builds a
+/// cluster's objects from this, never from an unchecked manifest, so the webhook and the
+/// controller cannot disagree on a rule or a default.
+#[derive(Clone, Debug)]
+pub struct Validated<'a> {
+    /// The manifest.
+    pub pg: &'a Postgresql,
+    /// `numberOfInstances` within `min_instances`/`max_instances` (a standby runs one pod).
+    pub instances: i32,
+    /// The source ranges a load balancer gets (`127.0.0.1/32` for an omitted or empty list).
+    pub source_ranges: Vec<String>,
+    /// Fields the manifest sets that the operator does not act on yet.
+    pub ignored: Vec<IgnoredField>,
+    /// What the user should be told (the webhook's kubectl warnings).
+    pub warnings: Vec<String>,
+}
+
+impl<'a> Validated<'a> {
+    /// The decisions for a manifest taken as it is, without checking it: for the builders' own
+    /// tests (which feed them values the rules would refuse) and for tools that write objects
+    /// from manifests they made themselves (the benchmarks' floors).
+    pub fn trusted(config: &Config, pg: &'a Postgresql) -> Self {
+        Validated {
+            pg,
+            instances: instances::effective_instances(config, pg).effective,
+            source_ranges: source_ranges::effective_source_ranges(
+                pg.spec.allowed_source_ranges.as_deref(),
+            ),
+            ignored: fields::ignored_fields(pg),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Checks a stored manifest on its own, as the controller meets it (the webhook may have been
+/// down or bypassed): every rule that needs no previous version. `Err` carries every violation.
+pub fn check<'a>(ctx: &Context<'_>, pg: &'a Postgresql) -> Result<Validated<'a>, Verdict> {
+    let mut v = check_exposure(ctx, pg);
+    v.merge(versions::check_version_from(ctx.config, None, pg));
+    v.merge(check_manifest(ctx, pg));
+    if !v.allowed() {
+        return Err(v);
+    }
+    Ok(Validated {
+        pg,
+        instances: instances::effective_instances(ctx.config, pg).effective,
+        source_ranges: source_ranges::effective_source_ranges(
+            pg.spec.allowed_source_ranges.as_deref(),
+        ),
+        ignored: fields::ignored_fields(pg),
+        warnings: v.warnings,
+    })
+}
+
+/// Source ranges and instance limits of one manifest (shared by [`check`] and
+/// [`validate_change`], which report them before the version rules).
+fn check_exposure(ctx: &Context<'_>, new: &Postgresql) -> Verdict {
+    let mut v = Verdict::default();
+    for (field, message) in source_ranges::invalid_ranges(
+        new.spec
+            .allowed_source_ranges
+            .as_deref()
+            .unwrap_or_default(),
+    ) {
+        v.deny("source-ranges", field, message);
+    }
+    let decided = instances::effective_instances(ctx.config, new);
+    if decided.effective == new.spec.number_of_instances
+        && let Some(note) = decided.note
+    {
+        v.warn(note);
+    }
+    v
+}
+
+/// The manifest rules and the fields not acted on yet (shared by [`check`] and
+/// [`validate_change`]).
+fn check_manifest(ctx: &Context<'_>, new: &Postgresql) -> Verdict {
+    let mut v = manifest::check_manifest(ctx.config, new);
+    for warning in fields::warnings(new) {
+        v.warn(warning);
+    }
+    v
 }
 
 /// Whether this operator is responsible for the request: it owns the new or the old object.
@@ -124,13 +215,12 @@ pub fn validate(
             clone_source_version,
         );
     }
-    validate_change(
-        ctx,
-        operation,
-        old.map(Previous::from),
-        Some(new),
-        clone_source_version,
-    )
+    let old_spec = old.map(|o| serde_json::to_value(&o.spec).unwrap_or(Value::Null));
+    let previous = old.map(|o| Previous {
+        spec: old_spec.as_ref(),
+        ..Previous::from(o)
+    });
+    validate_change(ctx, operation, previous, Some(new), clone_source_version)
 }
 
 /// [`validate`] with the old object as a [`Previous`]; on DELETE only `old` is needed.
@@ -178,20 +268,7 @@ pub fn validate_change(
             message,
         );
     }
-    for (field, message) in source_ranges::invalid_ranges(
-        new.spec
-            .allowed_source_ranges
-            .as_deref()
-            .unwrap_or_default(),
-    ) {
-        v.deny("source-ranges", field, message);
-    }
-    let decided = instances::effective_instances(ctx.config, new);
-    if decided.effective == new.spec.number_of_instances
-        && let Some(note) = decided.note
-    {
-        v.warn(note);
-    }
+    v.merge(check_exposure(ctx, new));
     v.merge(versions::check_version_from(
         ctx.config,
         old.map(|o| o.version),
@@ -200,6 +277,13 @@ pub fn validate_change(
     if operation == Operation::Create && new.spec.clone.is_some() {
         v.merge(versions::check_clone_version(new, clone_source_version));
     }
-    v.merge(manifest::check_manifest(ctx.config, new));
+    v.merge(check_manifest(ctx, new));
+    if operation == Operation::Update
+        && let Some(old_spec) = old.and_then(|o| o.spec)
+    {
+        for warning in fields::change_warnings_from(old_spec, new) {
+            v.warn(warning);
+        }
+    }
     v
 }

@@ -23,6 +23,7 @@ pub use secrets::{password, secrets};
 
 use common::config::Config;
 use common::crd::Postgresql;
+use common::rules::admission::Validated;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use std::collections::BTreeMap;
 
@@ -78,18 +79,19 @@ pub enum BuildError {
 /// passwords: they are only ever created, never compared.
 pub fn build(
     config: &Config,
-    pg: &Postgresql,
+    valid: &Validated<'_>,
     owner: Option<&OwnerReference>,
 ) -> Result<Desired, BuildError> {
+    let pg = valid.pg;
     let namespace = namespace(pg);
     Ok(Desired {
         service_accounts: vec![pod_service_account(config, namespace)?],
         role_bindings: vec![pod_role_binding(config, namespace)?],
         secrets: secrets(config, pg, owner),
-        services: services::services(config, pg, owner),
+        services: services::services(config, valid, owner),
         endpoints: services::endpoints(config, pg, owner),
         pdbs: pdb::pdbs(config, pg, owner),
-        statefulsets: vec![statefulset::statefulset(config, pg, owner)?],
+        statefulsets: vec![statefulset::statefulset(config, valid, owner)?],
     })
 }
 
@@ -195,7 +197,12 @@ mod tests {
     fn owner_references_on_every_object_but_pvc_templates() {
         let pg = minimal();
         let reference = owner(&pg);
-        let desired = build(&config(), &pg, Some(&reference)).unwrap();
+        let desired = build(
+            &config(),
+            &Validated::trusted(&config(), &pg),
+            Some(&reference),
+        )
+        .unwrap();
         let expected = Some(vec![reference]);
         assert_eq!(desired.statefulsets[0].metadata.owner_references, expected);
         assert!(
@@ -235,7 +242,7 @@ mod tests {
                 .all(|p| p.metadata.owner_references == expected)
         );
 
-        let desired = build(&config(), &pg, None).unwrap();
+        let desired = build(&config(), &Validated::trusted(&config(), &pg), None).unwrap();
         assert!(desired.statefulsets[0].metadata.owner_references.is_none());
         assert!(
             desired
@@ -247,7 +254,7 @@ mod tests {
 
     #[test]
     fn complete_manifest_builds() {
-        let desired = build(&config(), &complete(), None).unwrap();
+        let desired = build(&config(), &Validated::trusted(&config(), &complete()), None).unwrap();
         assert_eq!(desired.statefulsets.len(), 1);
         assert_eq!(desired.services.len(), 2);
         assert_eq!(desired.pdbs.len(), 2);

@@ -13,7 +13,7 @@ use common::config::Config;
 use common::crd::Postgresql;
 use common::labels::{role_labels, role_selector};
 use common::naming::{DnsNameParts, Role, dns_name, service_name};
-use common::rules::source_ranges::effective_source_ranges;
+use common::rules::admission::Validated;
 use k8s_openapi::api::core::v1::{Endpoints, Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -139,10 +139,11 @@ fn annotations(
 /// The Service of one role.
 pub fn service(
     config: &Config,
-    pg: &Postgresql,
+    valid: &Validated<'_>,
     role: Role,
     owner: Option<&OwnerReference>,
 ) -> Service {
+    let pg = valid.pg;
     let cluster = pg.cluster_name();
     let exposure = exposure(config, pg, role);
     let selector = (role == Role::Replica || uses_configmaps(config))
@@ -163,9 +164,7 @@ pub fn service(
         Exposure::ClusterIp => {}
         Exposure::LoadBalancer => {
             spec.type_ = Some("LoadBalancer".into());
-            spec.load_balancer_source_ranges = Some(effective_source_ranges(
-                pg.spec.allowed_source_ranges.as_deref(),
-            ));
+            spec.load_balancer_source_ranges = Some(valid.source_ranges.clone());
             spec.external_traffic_policy =
                 Some(config.load_balancer.external_traffic_policy.clone());
         }
@@ -192,10 +191,14 @@ pub fn service(
 }
 
 /// Master and replica Services.
-pub fn services(config: &Config, pg: &Postgresql, owner: Option<&OwnerReference>) -> Vec<Service> {
+pub fn services(
+    config: &Config,
+    valid: &Validated<'_>,
+    owner: Option<&OwnerReference>,
+) -> Vec<Service> {
     [Role::Master, Role::Replica]
         .into_iter()
-        .map(|role| service(config, pg, role, owner))
+        .map(|role| service(config, valid, role, owner))
         .collect()
 }
 
@@ -242,7 +245,7 @@ mod tests {
     #[test]
     fn default_config_master_load_balancer_replica_cluster_ip() {
         let pg = minimal();
-        let services = services(&config(), &pg, None);
+        let services = services(&config(), &Validated::trusted(&config(), &pg), None);
         let (master, replica) = (&services[0], &services[1]);
         assert_eq!(
             master.metadata.name.as_deref(),
@@ -298,7 +301,7 @@ mod tests {
         let mut pg = minimal();
         pg.spec.replica_load_balancer = Some(true);
         pg.spec.allowed_source_ranges = Some(vec!["10.0.0.0/8".into()]);
-        let both = services(&config, &pg, None);
+        let both = services(&config, &Validated::trusted(&config, &pg), None);
         assert_eq!(spec(&both[0]).type_.as_deref(), Some("ClusterIP"));
         assert_eq!(spec(&both[1]).type_.as_deref(), Some("LoadBalancer"));
         assert_eq!(
@@ -314,7 +317,12 @@ mod tests {
 
         pg.spec.enable_replica_node_port = Some(true);
         pg.spec.replica_node_port = Some(30432);
-        let replica = service(&config, &pg, Role::Replica, None);
+        let replica = service(
+            &config,
+            &Validated::trusted(&config, &pg),
+            Role::Replica,
+            None,
+        );
         assert_eq!(spec(&replica).type_.as_deref(), Some("NodePort"));
         assert_eq!(
             spec(&replica).ports.as_ref().unwrap()[0].node_port,
@@ -324,7 +332,11 @@ mod tests {
         assert!(annotation(&replica, DNS_ANNOTATION).is_none());
 
         // The complete manifest switches both load balancers off explicitly.
-        let all = services(&super::super::fixtures::config(), &complete(), None);
+        let all = services(
+            &super::super::fixtures::config(),
+            &Validated::trusted(&super::super::fixtures::config(), &complete()),
+            None,
+        );
         assert!(
             all.iter()
                 .all(|s| spec(s).type_.as_deref() == Some("ClusterIP"))
@@ -342,7 +354,7 @@ mod tests {
         .into();
         let mut pg = complete();
         pg.spec.enable_master_load_balancer = Some(true);
-        let services = services(&config, &pg, None);
+        let services = services(&config, &Validated::trusted(&config, &pg), None);
         let (master, replica) = (&services[0], &services[1]);
         assert_eq!(annotation(master, "example.com/service"), Some("master"));
         assert_eq!(annotation(replica, "example.com/service"), Some("replica"));
@@ -378,7 +390,7 @@ mod tests {
         );
         assert!(eps[0].subsets.is_none());
         // Without ConfigMaps the master service has no selector; the replica keeps its own.
-        let services = services(&config, &pg, None);
+        let services = services(&config, &Validated::trusted(&config, &pg), None);
         assert!(spec(&services[0]).selector.is_none());
         assert!(spec(&services[1]).selector.is_some());
     }

@@ -7,7 +7,7 @@ use common::config::{Config, effective_toleration};
 use common::crd::Postgresql;
 use common::labels::{inherited_annotations, object_labels, selector_labels};
 use common::naming::statefulset_name;
-use common::rules::instances::effective_instances;
+use common::rules::admission::Validated;
 use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
     StatefulSetUpdateStrategy,
@@ -406,9 +406,10 @@ pub fn pod_template(config: &Config, pg: &Postgresql) -> Result<PodTemplateSpec,
 /// The StatefulSet `<cluster>`.
 pub fn statefulset(
     config: &Config,
-    pg: &Postgresql,
+    valid: &Validated<'_>,
     owner: Option<&OwnerReference>,
 ) -> Result<StatefulSet, BuildError> {
+    let pg = valid.pg;
     let cluster = pg.cluster_name();
     Ok(StatefulSet {
         metadata: meta(
@@ -419,7 +420,7 @@ pub fn statefulset(
             owner,
         ),
         spec: Some(StatefulSetSpec {
-            replicas: Some(effective_instances(config, pg).effective),
+            replicas: Some(valid.instances),
             selector: LabelSelector {
                 match_labels: Some(selector_labels(config, cluster)),
                 match_expressions: None,

@@ -31,7 +31,7 @@ fn quantity(
 #[test]
 fn minimal_shape() {
     let pg = minimal();
-    let sts = statefulset(&config(), &pg, None).unwrap();
+    let sts = statefulset(&config(), &Validated::trusted(&config(), &pg), None).unwrap();
     assert_eq!(sts.metadata.name.as_deref(), Some("acid-minimal-cluster"));
     assert_eq!(sts.metadata.namespace.as_deref(), Some("default"));
     let labels = sts.metadata.labels.as_ref().unwrap();
@@ -148,7 +148,7 @@ fn complete_manifest_pod_settings() {
     ]
     .into();
     let pg = complete();
-    let sts = statefulset(&config, &pg, None).unwrap();
+    let sts = statefulset(&config, &Validated::trusted(&config, &pg), None).unwrap();
     let pod = pod_of(&sts);
     // Standby with 2 instances only warns; replicas stay 2.
     assert_eq!(sts.spec.as_ref().unwrap().replicas, Some(2));
@@ -302,7 +302,7 @@ fn fixture_cluster() {
     config.enable_shm_volume = false;
     config.max_instances = 2;
     let pg = fixture();
-    let sts = statefulset(&config, &pg, None).unwrap();
+    let sts = statefulset(&config, &Validated::trusted(&config, &pg), None).unwrap();
     let spec = sts.spec.as_ref().unwrap();
     assert_eq!(spec.replicas, Some(2));
     assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
@@ -409,7 +409,7 @@ fn fixture_cluster() {
     config
         .kubernetes
         .pod_antiaffinity_preferred_during_scheduling = true;
-    let sts = statefulset(&config, &pg, None).unwrap();
+    let sts = statefulset(&config, &Validated::trusted(&config, &pg), None).unwrap();
     let affinity = pod_of(&sts).affinity.as_ref().unwrap();
     let terms = &affinity
         .node_affinity
@@ -441,19 +441,25 @@ fn build_errors_name_option_and_value() {
     let mut config = config();
     config.kubernetes.pod_management_policy = "random".into();
     assert_eq!(
-        statefulset(&config, &pg, None).unwrap_err().to_string(),
+        statefulset(&config, &Validated::trusted(&config, &pg), None)
+            .unwrap_err()
+            .to_string(),
         "configuration option pod_management_policy: \"random\" is invalid: expected ordered_ready or parallel"
     );
     let mut config = super::super::fixtures::config();
     config.kubernetes.persistent_volume_claim_retention_policy =
         [("when_scaled".to_string(), "keep".to_string())].into();
     assert_eq!(
-        statefulset(&config, &pg, None).unwrap_err().to_string(),
+        statefulset(&config, &Validated::trusted(&config, &pg), None)
+            .unwrap_err()
+            .to_string(),
         "configuration option persistent_volume_claim_retention_policy.when_scaled: \"keep\" is invalid: expected retain or delete"
     );
     let mut config = super::super::fixtures::config();
     config.kubernetes.pod_terminate_grace_period = "5 minutes".into();
-    let err = statefulset(&config, &pg, None).unwrap_err().to_string();
+    let err = statefulset(&config, &Validated::trusted(&config, &pg), None)
+        .unwrap_err()
+        .to_string();
     assert!(
         err.starts_with("configuration option pod_terminate_grace_period: \"5 minutes\""),
         "{err}"
@@ -462,16 +468,20 @@ fn build_errors_name_option_and_value() {
     let mut bad = minimal();
     bad.spec.volume.size = "big".into();
     assert_eq!(
-        statefulset(&super::super::fixtures::config(), &bad, None)
-            .unwrap_err()
-            .to_string(),
+        statefulset(
+            &super::super::fixtures::config(),
+            &Validated::trusted(&super::super::fixtures::config(), &bad),
+            None
+        )
+        .unwrap_err()
+        .to_string(),
         "spec.volume.size: \"big\" is not a valid Kubernetes quantity"
     );
 
     let mut config = super::super::fixtures::config();
     config.kubernetes.enable_sidecars = false;
     assert_eq!(
-        statefulset(&config, &complete(), None)
+        statefulset(&config, &Validated::trusted(&config, &complete()), None)
             .unwrap_err()
             .to_string(),
         "spec.sidecars is set but enable_sidecars is false in the operator configuration"
@@ -479,7 +489,7 @@ fn build_errors_name_option_and_value() {
     config.kubernetes.enable_sidecars = true;
     config.kubernetes.enable_init_containers = false;
     assert_eq!(
-        statefulset(&config, &complete(), None)
+        statefulset(&config, &Validated::trusted(&config, &complete()), None)
             .unwrap_err()
             .to_string(),
         "spec.initContainers is set but enable_init_containers is false in the operator configuration"

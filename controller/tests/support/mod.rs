@@ -9,6 +9,7 @@
 use arc_swap::ArcSwap;
 use common::config::{Config, Loaded};
 use common::crd::Postgresql;
+use common::rules::admission::Validated;
 use controller::apply::{APPLIED_AT, APPLIED_HASH, FIELD_MANAGER};
 use controller::children::Stores;
 use controller::context::Context;
@@ -418,7 +419,10 @@ pub fn running_cluster(namespace: &str) -> Postgresql {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     pg.status = Some(controller::status::next(
         &pg,
-        &controller::status::Result::Applied { ready: true },
+        &controller::status::Result::Applied {
+            ready: true,
+            ignored: common::fields::summary(&common::fields::ignored_fields(&pg)),
+        },
         now,
     ));
     pg
@@ -466,7 +470,9 @@ pub fn written_children(config: &Config, pg: &Postgresql) -> Vec<Cached> {
         .enable_owner_references
         .then(|| pg.controller_owner_ref(&()))
         .flatten();
-    let wanted = controller::desired::build(config, pg, owner.as_ref()).expect("builds");
+    let wanted =
+        controller::desired::build(config, &Validated::trusted(config, pg), owner.as_ref())
+            .expect("builds");
     let mut children: Vec<Cached> = vec![
         controller::desired::pod_service_account(config, &namespace)
             .expect("builds")

@@ -115,7 +115,11 @@ pub async fn same_objects(client: &Client, n: usize, verb: Verb, scope: Scope) -
     };
     let mut writes: Vec<BoxFuture<'static, kube::Result<()>>> = Vec::new();
     for pg in &pgs {
-        let desired = controller::desired::build(&config, pg, None)?;
+        let desired = controller::desired::build(
+            &config,
+            &common::rules::admission::Validated::trusted(&config, pg),
+            None,
+        )?;
         let mut children = Vec::new();
         for sts in desired.statefulsets {
             children.push(format!("StatefulSet {}", sts.name_any()));
@@ -142,7 +146,10 @@ pub async fn same_objects(client: &Client, n: usize, verb: Verb, scope: Scope) -
             let now = k8s_openapi::jiff::Timestamp::now();
             let status = controller::status::next(
                 pg,
-                &controller::status::Result::Applied { ready: false },
+                &controller::status::Result::Applied {
+                    ready: false,
+                    ignored: None,
+                },
                 Time(now),
             );
             let (api, name) = (pgs_api.clone(), pg.name_any());

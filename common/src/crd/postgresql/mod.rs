@@ -81,6 +81,12 @@ use std::collections::BTreeMap;
         type_ = "string",
         json_path = ".status.PostgresClusterStatus",
         description = "Current sync status of the cluster"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        description = "Why the cluster is or is not ready: PodsReady, PodsNotReady, UnsupportedField (a field the operator ignores yet), Invalid, ReconcileFailed"
     )
 )]
 #[serde(rename_all = "camelCase")]
