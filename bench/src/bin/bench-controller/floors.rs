@@ -144,11 +144,12 @@ pub async fn same_objects(client: &Client, n: usize, verb: Verb, scope: Scope) -
         }
         if scope == Scope::Complete {
             let now = k8s_openapi::jiff::Timestamp::now();
+            let ignored = common::fields::summary(&common::fields::ignored_fields(pg));
             let status = controller::status::next(
                 pg,
                 &controller::status::Result::Applied {
                     ready: false,
-                    ignored: None,
+                    ignored: ignored.clone(),
                 },
                 Time(now),
             );
@@ -170,6 +171,25 @@ pub async fn same_objects(client: &Client, n: usize, verb: Verb, scope: Scope) -
                 controller::events::build(&reporter, &event, pg.object_ref(&()), MicroTime(now));
             let api: Api<K8sEvent> = Api::namespaced(client.clone(), ns);
             writes.push(Box::pin(write(api, event, Verb::Create)));
+            // The Warning Event about fields not acted on yet, which the converged state holds
+            // for these manifests (their users and databases are not created in PostgreSQL).
+            if let Some(note) = ignored {
+                let warning = controller::events::Event {
+                    kind: controller::events::Kind::Warning,
+                    reason: common::fields::CONDITION_REASON.into(),
+                    note,
+                    action: "Reconcile".into(),
+                    related: None,
+                };
+                let warning = controller::events::build(
+                    &reporter,
+                    &warning,
+                    pg.object_ref(&()),
+                    MicroTime(now),
+                );
+                let api: Api<K8sEvent> = Api::namespaced(client.clone(), ns);
+                writes.push(Box::pin(write(api, warning, Verb::Create)));
+            }
         }
     }
     finish(client, ns, started, stream::iter(writes)).await
