@@ -124,8 +124,13 @@ pub async fn delete_labelled<K: ChildObject>(
     labels: &str,
 ) -> kube::Result<()> {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &pg.namespace().unwrap_or_default());
+    let kind = DeletedKind {
+        api_version: K::api_version(&()).into_owned(),
+        kind: K::kind(&()).into_owned(),
+        plural: K::plural(&()).into_owned(),
+    };
     for object in api.list(&ListParams::default().labels(labels)).await? {
-        delete_one(ctx, pg, &api, &object, &K::kind(&()), &K::plural(&())).await?;
+        delete_one(ctx, pg, &api, &object, &kind).await?;
     }
     Ok(())
 }
@@ -153,10 +158,22 @@ pub async fn delete_extra(
         &pg.namespace().unwrap_or_default(),
         &resource,
     );
+    let names = DeletedKind {
+        api_version: resource.api_version.clone(),
+        kind: kind.kind.into(),
+        plural: kind.resource.into(),
+    };
     for object in api.list(&ListParams::default().labels(labels)).await? {
-        delete_one(ctx, pg, &api, &object, kind.kind, kind.resource).await?;
+        delete_one(ctx, pg, &api, &object, &names).await?;
     }
     Ok(())
+}
+
+/// How a deleted object is named in its Event and metrics.
+struct DeletedKind {
+    api_version: String,
+    kind: String,
+    plural: String,
 }
 
 async fn delete_one<K>(
@@ -164,16 +181,17 @@ async fn delete_one<K>(
     pg: &Postgresql,
     api: &Api<K>,
     object: &K,
-    kind: &str,
-    plural: &str,
+    names: &DeletedKind,
 ) -> kube::Result<()>
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
     let name = object.name_any();
     let meta = object.meta();
+    let kind = &names.kind;
     let related = ObjectReference {
-        kind: Some(kind.to_string()),
+        api_version: Some(names.api_version.clone()),
+        kind: Some(kind.clone()),
         name: Some(name.clone()),
         namespace: meta.namespace.clone(),
         uid: meta.uid.clone(),
@@ -182,7 +200,7 @@ where
     };
     match api.delete(&name, &DeleteParams::background()).await {
         Ok(_) => {
-            ctx.metrics.wrote(plural);
+            ctx.metrics.wrote(&names.plural);
             let event = Event {
                 kind: Kind::Normal,
                 reason: "Deleted".into(),
