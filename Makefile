@@ -10,7 +10,7 @@ export KUBECONFIG_LOCAL := $(CURDIR)/.local/kubeconfig
 
 CARGO ?= cargo
 
-.PHONY: all build target-dir tools up down demo test unit e2e crds crds-check fmt lint bench bench-capacity clean-local bench-webhook bench-controller
+.PHONY: all build target-dir tools world up down demo test unit e2e crds crds-check fmt lint bench bench-capacity clean-local bench-webhook bench-controller
 
 all: build
 
@@ -24,6 +24,11 @@ build: target-dir
 ## Go-built control-plane binaries (kube-apiserver, etcd, kwok, helm, ...) cached under $(PGOP_CACHE).
 tools:
 	scripts/build-tools.sh
+
+## The test world's programs (Patroni venv, PostgreSQL 14-18) under $(PGOP_CACHE)/world; needs root.
+## `scripts/world-install.sh --verify` also starts every major once as user postgres.
+world:
+	scripts/world-install.sh
 
 up: tools
 	scripts/up.sh
