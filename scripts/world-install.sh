@@ -83,12 +83,17 @@ apt_step() {
     local policy=/usr/sbin/policy-rc.d ours=false
     if [[ ! -e $policy ]]; then
       printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && ours=true
+      trap 'rm -f /usr/sbin/policy-rc.d' EXIT
     fi
     local rc=0
+    # The lock scripts/pg-instance.sh takes too: one apt run at a time from this project.
+    exec 8>/tmp/pgop-apt.lock
+    flock -w 900 8 || die "gave up after 900 s waiting for /tmp/pgop-apt.lock"
     { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"; } \
-      >"$WORLD/apt.log" 2>&1 || rc=$?
-    if $ours; then rm -f "$policy"; fi
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        -o DPkg::Lock::Timeout=300 "${missing[@]}"; } >"$WORLD/apt.log" 2>&1 || rc=$?
+    exec 8>&-
+    if $ours; then rm -f "$policy"; trap - EXIT; fi
     ((rc == 0)) || die "apt-get failed (exit $rc); see $WORLD/apt.log"
   fi
   id "$RUN_USER" >/dev/null 2>&1 || die "user $RUN_USER does not exist after installing postgresql-$DEBIAN_MAJOR"
