@@ -166,14 +166,16 @@ pub fn resolve(
     container: &Container,
     objects: &dyn Objects,
     allocatable: &Allocatable,
-) -> Result<Environment, EnvError> {
+) -> Result<Environment, Box<EnvError>> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    let fail = |subject: String, reason: Reason| EnvError {
-        namespace: namespace.clone(),
-        pod: pod.metadata.name.clone().unwrap_or_default(),
-        container: container.name.clone(),
-        subject,
-        reason,
+    let fail = |subject: String, reason: Reason| {
+        Box::new(EnvError {
+            namespace: namespace.clone(),
+            pod: pod.metadata.name.clone().unwrap_or_default(),
+            container: container.name.clone(),
+            subject,
+            reason,
+        })
     };
     let mut env = Environment::default();
 

@@ -62,7 +62,7 @@ fn container(spec: serde_json::Value) -> Container {
     serde_json::from_value(c).unwrap()
 }
 
-fn run(spec: serde_json::Value) -> Result<Environment, EnvError> {
+fn run(spec: serde_json::Value) -> Result<Environment, Box<EnvError>> {
     let alloc = Allocatable {
         cpu: Some(Quantity("2".into())),
         memory: Some(Quantity("8Gi".into())),

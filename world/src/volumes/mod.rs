@@ -12,9 +12,9 @@
 //! does) and a claim deleted and recreated under the same name starts empty.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+
+mod apply;
+pub use apply::apply;
 use std::path::{Component, Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, DownwardAPIVolumeFile, KeyToPath, Pod};
@@ -183,7 +183,7 @@ pub fn plan(
     env: &Environment,
     sources: &Sources<'_>,
     roots: &Roots,
-) -> Result<(VolumePlan, Vec<Mount>), VolumeError> {
+) -> Result<(VolumePlan, Vec<Mount>), Box<VolumeError>> {
     let volumes = plan_volumes(pod, sources, roots)?;
     let mounts = plan_mounts(pod, container, env, &volumes)?;
     Ok((volumes, mounts))
@@ -195,7 +195,7 @@ pub fn plan_volumes(
     pod: &Pod,
     sources: &Sources<'_>,
     roots: &Roots,
-) -> Result<VolumePlan, VolumeError> {
+) -> Result<VolumePlan, Box<VolumeError>> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
     let spec = pod.spec.as_ref();
@@ -206,11 +206,13 @@ pub fn plan_volumes(
         ..VolumePlan::default()
     };
     for volume in spec.and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
-        let fail = |reason| VolumeError {
-            namespace: namespace.clone(),
-            pod: pod_name.clone(),
-            volume: volume.name.clone(),
-            reason,
+        let fail = |reason| {
+            Box::new(VolumeError {
+                namespace: namespace.clone(),
+                pod: pod_name.clone(),
+                volume: volume.name.clone(),
+                reason,
+            })
         };
         let own_dir = roots.pod_root.join("volumes").join(&volume.name);
         if safe_relative(&volume.name).is_err() {
@@ -347,14 +349,16 @@ pub fn plan_mounts(
     container: &Container,
     env: &Environment,
     plan: &VolumePlan,
-) -> Result<Vec<Mount>, VolumeError> {
+) -> Result<Vec<Mount>, Box<VolumeError>> {
     let mut mounts = Vec::new();
     for m in container.volume_mounts.iter().flatten() {
-        let fail = |reason| VolumeError {
-            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
-            pod: pod.metadata.name.clone().unwrap_or_default(),
-            volume: m.name.clone(),
-            reason,
+        let fail = |reason| {
+            Box::new(VolumeError {
+                namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+                pod: pod.metadata.name.clone().unwrap_or_default(),
+                volume: m.name.clone(),
+                reason,
+            })
         };
         let Some(volume) = plan.volume(&m.name) else {
             return Err(fail(
@@ -388,113 +392,6 @@ pub fn plan_mounts(
         });
     }
     Ok(mounts)
-}
-
-/// Writes a plan: folders, then files by temp file and rename, then removes files a managed
-/// volume no longer has (a key dropped from a Secret). Files whose content and mode are already
-/// right are left alone, so rewriting an unchanged plan every sync costs no renames.
-pub fn apply(plan: &VolumePlan, mounts: &[Mount]) -> Result<(), ApplyError> {
-    let at = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ApplyError { path, source }
-    };
-    for volume in &plan.volumes {
-        let dir = &volume.host_dir;
-        if !dir.is_dir() {
-            fs::create_dir_all(dir).map_err(at(dir))?;
-            let mode = if volume.kind == VolumeKind::Managed {
-                0o755
-            } else {
-                0o777
-            };
-            fs::set_permissions(dir, fs::Permissions::from_mode(mode)).map_err(at(dir))?;
-            chgrp(dir, plan.fs_group).map_err(at(dir))?;
-        }
-        for file in &volume.files {
-            let target = dir.join(&file.path);
-            if let Some(parent) = target.parent() {
-                fs::create_dir_all(parent).map_err(at(parent))?;
-            }
-            let mode = file.mode | if plan.fs_group.is_some() { 0o440 } else { 0 };
-            write_atomically(&target, &file.content, mode, plan.fs_group).map_err(at(&target))?;
-        }
-        if volume.kind == VolumeKind::Managed {
-            let keep: BTreeSet<PathBuf> = volume.files.iter().map(|f| dir.join(&f.path)).collect();
-            prune(dir, &keep).map_err(at(dir))?;
-        }
-    }
-    for mount in mounts.iter().filter(|m| m.create_dir) {
-        if !mount.host_path.exists() {
-            fs::create_dir_all(&mount.host_path).map_err(at(&mount.host_path))?;
-            fs::set_permissions(&mount.host_path, fs::Permissions::from_mode(0o777))
-                .map_err(at(&mount.host_path))?;
-        }
-    }
-    Ok(())
-}
-
-fn write_atomically(
-    target: &Path,
-    content: &[u8],
-    mode: u32,
-    group: Option<u32>,
-) -> std::io::Result<()> {
-    if let Ok(meta) = fs::symlink_metadata(target)
-        && meta.is_file()
-        && meta.permissions().mode() & 0o7777 == mode
-        && fs::read(target).is_ok_and(|old| old == content)
-    {
-        return Ok(());
-    }
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = target.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(content)?;
-        f.sync_all()?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
-        chgrp(&tmp, group)?;
-        if fs::symlink_metadata(target).is_ok_and(|m| m.is_dir()) {
-            fs::remove_dir_all(target)?;
-        }
-        fs::rename(&tmp, target)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-fn chgrp(path: &Path, group: Option<u32>) -> std::io::Result<()> {
-    match group {
-        Some(gid) => std::os::unix::fs::chown(path, None, Some(gid)),
-        None => Ok(()),
-    }
-}
-
-/// Removes what is not in `keep` (nor a folder on the way to something kept); returns whether
-/// `dir` ended up empty.
-fn prune(dir: &Path, keep: &BTreeSet<PathBuf>) -> std::io::Result<bool> {
-    let mut empty = true;
-    for entry in fs::read_dir(dir)? {
-        let path = entry?.path();
-        let meta = fs::symlink_metadata(&path)?;
-        if meta.is_dir() {
-            if prune(&path, keep)? && !keep.iter().any(|k| k.starts_with(&path)) {
-                fs::remove_dir(&path)?;
-            } else {
-                empty = false;
-            }
-        } else if keep.contains(&path) {
-            empty = false;
-        } else {
-            fs::remove_file(&path)?;
-        }
-    }
-    Ok(empty)
 }
 
 /// Files of one volume, refusing duplicates and file/folder clashes (a projected volume whose
