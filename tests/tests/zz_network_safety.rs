@@ -102,3 +102,31 @@ async fn no_project_socket_left_loopback() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn sockets_are_attributed_to_their_checkout() -> Result<()> {
+    let here = paths::repo_root().canonicalize()?;
+    let other = std::env::temp_dir().join(format!("pgop-other-checkout-{}", std::process::id()));
+    std::fs::create_dir_all(other.join("scripts"))?;
+    std::fs::create_dir_all(other.join("tests"))?;
+    std::fs::write(other.join("scripts/netwatch.sh"), "")?;
+    let line = |cwd: &Path| {
+        format!(
+            "kubectl tcp 10.0.0.1:443 ESTAB @ 2025-01-01T00:00:00Z users:((\"kubectl\",pid=1,fd=3)) cwd={}",
+            cwd.display()
+        )
+    };
+    let seen = [
+        // Another checkout's process (also from a subdirectory) is that checkout's concern.
+        other_checkout(&line(&other), &here),
+        other_checkout(&line(&other.join("tests")), &here),
+        // This checkout's, an unknown working directory and one outside any checkout count as ours.
+        !other_checkout(&line(&here.join("tests")), &here),
+        !other_checkout(&line(Path::new("?")), &here),
+        !other_checkout(&line(Path::new("/")), &here),
+        !other_checkout("kubectl tcp 10.0.0.1:443 ESTAB @ t users", &here),
+    ];
+    std::fs::remove_dir_all(&other)?;
+    assert_eq!(seen, [true; 6], "attribution per case, in order");
+    Ok(())
+}
