@@ -10,7 +10,8 @@ export KUBECONFIG_LOCAL := $(CURDIR)/.local/kubeconfig
 
 CARGO ?= cargo
 
-.PHONY: all build target-dir tools world up down demo test unit e2e crds crds-check fmt lint bench bench-capacity clean-local bench-webhook bench-controller
+.PHONY: all build target-dir tools world up down demo test unit e2e crds crds-check fmt lint fmt-check \
+	clippy shellcheck check-pure bench bench-capacity clean-local bench-webhook bench-controller
 
 all: build
 
@@ -43,9 +44,11 @@ demo: tools build
 crds: target-dir
 	$(CARGO) run -q -p controller --bin crdgen -- crds
 
-## Fails when crds/ differs from what the types generate.
+## Fails when crds/ differs from what the types generate (changed or new files).
 crds-check: crds
-	git diff --exit-code crds/
+	@git diff --exit-code crds/ || { echo "crds-check: crds/ differs from the Rust types; run make crds and commit crds/" >&2; exit 1; }
+	@untracked=$$(git ls-files --others --exclude-standard crds/); \
+	if [ -n "$$untracked" ]; then echo "crds-check: new CRD files not committed: $$untracked" >&2; exit 1; fi
 
 unit: target-dir
 	$(CARGO) test --workspace --exclude e2e
@@ -54,13 +57,28 @@ e2e: tools build
 	scripts/up.sh
 	$(CARGO) test -p e2e --no-fail-fast -- --test-threads=2
 
-test: unit e2e
+## Everything CI checks, cheapest first so a failure shows fast: the static checks (lint), the
+## CRD drift check, the unit tests, then the end-to-end tests.
+test: lint crds-check unit e2e
 
 fmt:
 	$(CARGO) fmt --all
 
-lint: target-dir
+## The static checks (no tests run): purity of common, formatting, shell scripts, clippy.
+lint: check-pure fmt-check shellcheck clippy
+
+## common's normal dependencies hold no async runtime or I/O stack (tokio, hyper, mimalloc, kube-client, kube-runtime).
+check-pure:
+	CARGO="$(CARGO)" scripts/check-pure.sh
+
+fmt-check:
 	$(CARGO) fmt --all -- --check
+
+## shellcheck on scripts/*.sh (installed from Debian's packages when missing).
+shellcheck:
+	scripts/shellcheck.sh
+
+clippy: target-dir
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 bench-capacity: tools target-dir

@@ -2,6 +2,7 @@
 # Builds the Go binaries of the local control plane from the Go module proxy, once.
 # Output: $PGOP_CACHE/bin/<component>-<version>/. A component whose binaries all exist is skipped.
 set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 command -v go >/dev/null || die "go is not installed (need Go >= 1.26)"
@@ -66,8 +67,9 @@ build_kubernetes() {
   substep "resolving k8s.io/kubernetes@$K8S_VERSION staging modules"
   local kmod
   kmod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | python3 -c 'import json,sys;print(json.load(sys.stdin)["GoMod"])')
-  local n=0
-  for m in $(sed -n 's|^[[:space:]]*\(k8s\.io/[a-z0-9-]*\) => \./staging/src/.*|\1|p' "$kmod"); do
+  local n=0 m mods
+  mapfile -t mods < <(sed -n 's|^[[:space:]]*\(k8s\.io/[a-z0-9-]*\) => \./staging/src/.*|\1|p' "$kmod")
+  for m in "${mods[@]}"; do
     go mod edit "-replace=$m=$m@$stg"; n=$((n + 1))
   done
   [ "$n" -gt 0 ] || die "found no staging replaces in $kmod"

@@ -9,11 +9,13 @@
 # Runs the server as the non-root user "postgres" when invoked as root (as the current user
 # otherwise). DIR is created and owned by that user; the socket lives in DIR too.
 set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 pg_bindir() {
-  local d
-  for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+  local d dirs
+  mapfile -t dirs < <(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V -r)
+  for d in "${dirs[@]}"; do
     [ -x "$d/postgres" ] && [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && { echo "$d"; return 0; }
   done
   return 1
@@ -51,7 +53,9 @@ case "$cmd" in
     [ $# -eq 5 ] || die "usage: $0 start DIR IP PORT PASSWORD"
     dir=$2 ip=$3 port=$4 password=$5
     [[ $ip =~ ^127\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$ ]] || die "IP must be inside 127.0.0.0/8, got '$ip'"
-    [[ $port =~ ^[0-9]+$ ]] && [ "$port" -ge 1024 ] && [ "$port" -le 65535 ] || die "PORT must be 1024-65535, got '$port'"
+    if ! [[ $port =~ ^[0-9]+$ ]] || [ "$port" -lt 1024 ] || [ "$port" -gt 65535 ]; then
+      die "PORT must be 1024-65535, got '$port'"
+    fi
     [ -n "$password" ] || die "PASSWORD must not be empty"
     install_pg
     bin=$(pg_bindir)

@@ -4,12 +4,9 @@
 # Idempotent: components already running (by PID file) are left alone, existing certificates,
 # kubeconfig and cluster objects are kept, so a second run changes nothing.
 set -euo pipefail
+# shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
-PKI=$LOCAL_DIR/pki
-LOGS=$LOCAL_DIR/logs
-PIDS=$LOCAL_DIR/pids
-STATE=$LOCAL_DIR/state
 mkdir -p "$PKI" "$LOGS" "$PIDS" "$STATE"
 
 # Binaries: build what is missing (make up already depends on make tools; this covers direct use).
@@ -27,6 +24,20 @@ command -v curl >/dev/null || die "curl is required (apt-get install curl)"
 # Only one up.sh/down.sh at a time per checkout.
 exec 9>>"$LOCAL_DIR/.lock"
 flock -w 300 9 || die "another up.sh/down.sh holds $LOCAL_DIR/.lock for over 5 minutes"
+
+# This checkout's slot: its ports and address ranges (see lib.sh). While a component still runs,
+# the values recorded when it started stay (a control plane of an earlier version, which recorded
+# none, ran on slot 0's); otherwise they come from the environment and the slot.
+for name in etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do
+  if running "$name"; then
+    network_load || PGOP_SLOT=0
+    break
+  fi
+done
+slot_claim
+slot_network
+network_write
+log "slot $PGOP_SLOT: API 127.0.0.1:$API_PORT, etcd :$ETCD_CLIENT_PORT/:$ETCD_PEER_PORT, pods $POD_CIDR, services $SERVICE_CIDR, nodes from $NODE_IP"
 
 # ---------------------------------------------------------------------------------------------
 # Certificates and keys (created once; kept across restarts so the kubeconfig stays valid).
@@ -89,49 +100,6 @@ contexts:
 current-context: pgop-local
 KCFG
   if [ -f "$file" ] && cmp -s "$tmp" "$file"; then rm -f "$tmp"; else mv "$tmp" "$file"; chmod 600 "$file"; fi
-}
-
-# ---------------------------------------------------------------------------------------------
-# Process management: one PID file per component; a component counts as running when its PID is
-# alive and its /proc cmdline still starts with the binary we launched.
-# ---------------------------------------------------------------------------------------------
-running() { # running NAME -> 0 if the recorded process is alive
-  local f=$PIDS/$1.pid pid
-  [ -f "$f" ] || return 1
-  pid=$(cat "$f")
-  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$(cat "$PIDS/$1.bin" 2>/dev/null || echo /nonexistent)"
-}
-
-start() { # start NAME BINARY ARGS...: starts in its own session, output to logs/NAME.log
-  local name=$1 bin=$2; shift 2
-  if running "$name"; then
-    log "$name already running (pid $(cat "$PIDS/$name.pid"))"
-    return 0
-  fi
-  log "starting $name"
-  echo "$bin" >"$PIDS/$name.bin"
-  printf '%s\n' "$bin $*" >"$STATE/$name.cmdline"
-  setsid "$bin" "$@" </dev/null >>"$LOGS/$name.log" 2>&1 9>&- &
-  echo $! >"$PIDS/$name.pid"
-  STARTED+=("$name")
-}
-STARTED=()
-
-wait_for() { # wait_for DESCRIPTION TIMEOUT_S NAME CMD...: polls CMD, fails early if NAME died
-  local what=$1 timeout=$2 name=$3; shift 3
-  local deadline=$((SECONDS + timeout))
-  until "$@" >/dev/null 2>&1; do
-    if ! running "$name"; then
-      tail -n 30 "$LOGS/$name.log" >&2 || true
-      die "$name exited while waiting for $what (log: $LOGS/$name.log)"
-    fi
-    if [ $SECONDS -ge $deadline ]; then
-      tail -n 30 "$LOGS/$name.log" >&2 || true
-      die "timed out after ${timeout}s waiting for $what (log: $LOGS/$name.log)"
-    fi
-    sleep 0.5
-  done
 }
 
 port_free_or_ours() { # refuse to start when someone else listens on our port
@@ -212,7 +180,7 @@ start kube-scheduler "$BIN_K8S/kube-scheduler" \
   --kubeconfig="$PKI/kube-scheduler.kubeconfig" \
   --leader-elect=false --secure-port=0
 
-# --- kwok: fake kubelets. Pod IPs from $POD_CIDR, node IPs inside 127.0.0.0/8 -------------------
+# --- kwok: fake kubelets. Pod IPs from $POD_CIDR, node IPs from $NODE_IP (inside 127.0.0.0/8) ----
 start kwok "$BIN_KWOK/kwok" \
   --kubeconfig="$PKI/kwok.kubeconfig" \
   --config="$BIN_KWOK/stages/node-initialize.yaml" \
@@ -253,14 +221,15 @@ metadata:
 spec: {}
 status:
   addresses:
-  - {type: InternalIP, address: 127.0.1.$((10 + i))}
+  - {type: InternalIP, address: ${NODE_IP%.*}.$((${NODE_IP##*.} + i))}
   - {type: Hostname, address: kwok-node-$i}
   allocatable: {cpu: "32", memory: 128Gi, pods: "1000"}
   capacity: {cpu: "32", memory: 128Gi, pods: "1000"}
 NODE
 done
 # Default StorageClass served by kube-controller-manager's built-in hostPath provisioner: every
-# PVC gets a PV at once (a directory under /tmp/hostpath_pv that nothing ever mounts).
+# PVC gets a PV at once (a directory under /tmp/hostpath_pv that nothing ever mounts; the path is
+# fixed in Kubernetes and shared by every checkout, so down.sh removes only this one's PVs' folders).
 ensure storageclass/standard <<'SC'
 apiVersion: storage.k8s.io/v1
 kind: StorageClass

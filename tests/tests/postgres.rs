@@ -32,6 +32,11 @@ async fn postgres_on_a_pod_ip_accepts_the_superuser_password() -> Result<()> {
     )
     .await?;
     ensure!(ip.is_loopback(), "pod IP {ip} is outside 127.0.0.0/8");
+    let pods_range = e2e::paths::network().pod_cidr;
+    ensure!(
+        pods_range.contains(ip),
+        "pod IP {ip} is outside this checkout's pod range {pods_range}"
+    );
 
     let pg = PgInstance::start(ip, 0, "s3cret-superuser").await?;
     let (client, conn) =

@@ -5,16 +5,23 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use anyhow::{Result, bail, ensure};
+use e2e::paths::{self, Cidr};
 use e2e::{TestNamespace, apply_yaml, cluster, eventually, eventually_with};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, PropagationPolicy};
 use kube::{Api, ResourceExt};
 
 fn is_loopback(ip: &str) -> bool {
     ip.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether `ip` is a pod IP of this checkout's control plane (its slot's range).
+fn in_pod_cidr(ip: &str) -> bool {
+    ip.parse::<Ipv4Addr>()
+        .is_ok_and(|ip| paths::network().pod_cidr.contains(ip))
 }
 
 #[tokio::test]
@@ -28,6 +35,11 @@ async fn nodes_are_ready_zoned_and_on_loopback() -> Result<()> {
         "expected >= 3 kwok nodes, got {}",
         nodes.items.len()
     );
+    // Node addresses start at this checkout's NODE_IP (its slot's; see scripts/lib.sh).
+    let node_range = Cidr {
+        addr: paths::network().node_ip,
+        prefix: 24,
+    };
     let mut zones = std::collections::BTreeSet::new();
     for n in &nodes.items {
         let zone = n.labels().get("topology.kubernetes.io/zone").cloned();
@@ -37,8 +49,11 @@ async fn nodes_are_ready_zoned_and_on_loopback() -> Result<()> {
         for a in status.addresses.unwrap_or_default() {
             if a.type_ == "InternalIP" || a.type_ == "ExternalIP" {
                 ensure!(
-                    is_loopback(&a.address),
-                    "node {} has address {}",
+                    is_loopback(&a.address)
+                        && a.address
+                            .parse::<Ipv4Addr>()
+                            .is_ok_and(|ip| node_range.contains(ip)),
+                    "node {} has address {}, outside {node_range}",
                     n.name_any(),
                     a.address
                 );
@@ -46,6 +61,36 @@ async fn nodes_are_ready_zoned_and_on_loopback() -> Result<()> {
         }
     }
     ensure!(zones.len() >= 3, "expected 3 distinct zones, got {zones:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn services_get_cluster_ips_from_this_checkouts_range() -> Result<()> {
+    let c = cluster().await?;
+    let ns = TestNamespace::new(&c, "svc").await?;
+    apply_yaml(
+        &c.client,
+        Some(&ns.name),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: db}\nspec:\n  ports: [{port: 5432}]\n  selector: {app: db}\n",
+    )
+    .await?;
+    let range = paths::network().service_cidr;
+    let kubernetes = Api::<Service>::namespaced(c.client.clone(), "default")
+        .get("kubernetes")
+        .await?;
+    let db = Api::<Service>::namespaced(c.client.clone(), &ns.name)
+        .get("db")
+        .await?;
+    for svc in [&kubernetes, &db] {
+        let ip = svc.spec.as_ref().and_then(|s| s.cluster_ip.clone());
+        ensure!(
+            ip.as_deref()
+                .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+                .is_some_and(|ip| range.contains(ip)),
+            "Service {} has clusterIP {ip:?}, outside this checkout's range {range}",
+            svc.name_any()
+        );
+    }
     Ok(())
 }
 
@@ -86,6 +131,11 @@ async fn statefulset_with_volume_claims_gets_running_pods_and_bound_pvcs() -> Re
     .await?;
     for ip in &ips {
         ensure!(is_loopback(ip), "pod IP {ip} is outside 127.0.0.0/8");
+        ensure!(
+            in_pod_cidr(ip),
+            "pod IP {ip} is outside this checkout's pod range {}",
+            paths::network().pod_cidr
+        );
     }
     // The scheduler places a pod once its claim names a volume; the claim's phase turns Bound in
     // a later update by the volume controller, which lags when it has a backlog.
