@@ -198,14 +198,46 @@ async fn minimal_cluster_gets_its_children_and_becomes_running() -> Result<()> {
         pg["status"]["observedGeneration"],
         pg["metadata"]["generation"]
     );
+    // Running (the pods are ready), but not Ready: its users and databases are not created
+    // inside PostgreSQL yet, and the status says so rather than pretending.
     let conditions = pg["status"]["conditions"]
         .as_array()
         .context("conditions")?;
+    let ready = conditions
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .context("Ready condition")?;
+    assert_eq!(ready["status"], "False", "{conditions:?}");
+    assert_eq!(ready["reason"], "UnsupportedField", "{conditions:?}");
+    let message = ready["message"].as_str().unwrap_or_default();
     assert!(
-        conditions
-            .iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True"),
-        "{conditions:?}"
+        message.contains("spec.users (") && message.contains("spec.databases ("),
+        "{message}"
+    );
+    assert!(message.ends_with("all pods are ready"), "{message}");
+    let listed = kubectl(["get", "postgresql", "acid-minimal-cluster", "-n", n])
+        .await?
+        .ok()?;
+    let header: Vec<&str> = listed
+        .stdout
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(header.last(), Some(&"READY"), "{}", listed.stdout);
+    let row: Vec<&str> = listed
+        .stdout
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row[row.len().saturating_sub(2)..],
+        ["Running", "UnsupportedField"],
+        "{}",
+        listed.stdout
     );
 
     let sts = get("statefulset", n, "acid-minimal-cluster").await?;
@@ -277,6 +309,24 @@ async fn minimal_cluster_gets_its_children_and_becomes_running() -> Result<()> {
         events.stdout.contains("\"reason\": \"Created\""),
         "{events}"
     );
+    // One Warning names the fields the operator ignores.
+    let warnings: Value = serde_json::from_str(&events.stdout)?;
+    let unsupported: Vec<&Value> = warnings["items"]
+        .as_array()
+        .context("events")?
+        .iter()
+        .filter(|e| e["reason"] == "UnsupportedField")
+        .collect();
+    assert_eq!(unsupported.len(), 1, "{events}");
+    assert_eq!(unsupported[0]["type"], "Warning");
+    assert!(
+        unsupported[0]["note"]
+            .as_str()
+            .or(unsupported[0]["message"].as_str())
+            .unwrap_or_default()
+            .contains("spec.users"),
+        "{events}"
+    );
 
     // Writes are counted by resource: one StatefulSet, two Services, four Secrets so far.
     for (resource, at_least) in [("statefulsets", 1.0), ("services", 2.0), ("secrets", 4.0)] {
@@ -303,6 +353,33 @@ async fn minimal_cluster_gets_its_children_and_becomes_running() -> Result<()> {
             .unwrap_or(0.0)
             >= 3.0
     );
+
+    // Without the fields it cannot act on yet, the cluster is Ready.
+    kubectl([
+        "patch",
+        "postgresql",
+        "acid-minimal-cluster",
+        "-n",
+        n,
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/spec/users"},{"op":"remove","path":"/spec/databases"}]"#,
+    ])
+    .await?
+    .ok()?;
+    e2e::eventually("the cluster to become Ready", || async {
+        let pg = get("postgresql", n, "acid-minimal-cluster").await?;
+        let ready = pg["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready").cloned())
+            .context("Ready condition")?;
+        anyhow::ensure!(
+            ready["status"] == "True" && ready["reason"] == "PodsReady",
+            "{ready}"
+        );
+        Ok(())
+    })
+    .await?;
     Ok(())
 }
 

@@ -243,6 +243,34 @@ async fn clamps_defaults_and_warns_and_dry_run_works() -> Result<()> {
         .await?
         .failed()?;
     assert!(absent.stderr.contains("NotFound"), "{absent}");
+
+    // A field the operator does not act on yet is accepted with a warning naming it, and a
+    // change that will not take effect is warned about too.
+    let ignored = kubectl_with_stdin(
+        ["apply", "-n", &ns.name, "-f", "-"],
+        &cluster_yaml("acid-ignored", 1, "  enableLogicalBackup: true\n"),
+    )
+    .await?
+    .ok()?;
+    assert!(
+        ignored.stderr.contains(
+            "Warning: spec.enableLogicalBackup is not implemented yet and will be ignored: "
+        ),
+        "{ignored}"
+    );
+    let resized = kubectl_with_stdin(
+        ["apply", "-n", &ns.name, "-f", "-"],
+        &cluster_yaml("acid-ignored", 1, "  enableLogicalBackup: true\n")
+            .replace("size: 1Gi", "size: 2Gi"),
+    )
+    .await?
+    .ok()?;
+    assert!(
+        resized.stderr.contains(
+            "Warning: spec.volume.size was changed, but the change will not take effect: existing volumes are not resized yet"
+        ),
+        "{resized}"
+    );
     Ok(())
 }
 
