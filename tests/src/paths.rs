@@ -42,25 +42,31 @@ pub struct Tools {
     pub helm: PathBuf,
 }
 
+/// The lines `commands` print after sourcing `scripts/lib.sh` (which holds every pinned path and
+/// the checkout's network layout); panics with `failure` and bash's error when that fails.
+fn from_lib_sh(commands: &str, failure: &str) -> String {
+    let lib = script("lib.sh");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(r#"source "$1" && {commands}"#))
+        .arg("bash")
+        .arg(&lib)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run bash to read {}: {e}", lib.display()));
+    assert!(
+        out.status.success(),
+        "{failure} ({}): {}",
+        lib.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Reads the tool paths from `scripts/lib.sh` once.
 pub fn tools() -> &'static Tools {
     static TOOLS: OnceLock<Tools> = OnceLock::new();
     TOOLS.get_or_init(|| {
-        let lib = script("lib.sh");
-        let out = Command::new("bash")
-            .arg("-c")
-            .arg(r#"source "$1" && printf '%s\n%s\n' "$KUBECTL" "$HELM""#)
-            .arg("bash")
-            .arg(&lib)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run bash to read {}: {e}", lib.display()));
-        assert!(
-            out.status.success(),
-            "sourcing {} failed: {}",
-            lib.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = from_lib_sh(r#"printf '%s\n%s\n' "$KUBECTL" "$HELM""#, "sourcing failed");
         let mut lines = text.lines();
         let kubectl = PathBuf::from(lines.next().unwrap_or_default());
         let helm = PathBuf::from(lines.next().unwrap_or_default());
@@ -124,22 +130,10 @@ pub struct Network {
 pub fn network() -> &'static Network {
     static NETWORK: OnceLock<Network> = OnceLock::new();
     NETWORK.get_or_init(|| {
-        let lib = script("lib.sh");
-        let out = Command::new("bash")
-            .arg("-c")
-            .arg(
-                r#"source "$1" && network_load && printf '%s\n' "$PGOP_SLOT" "$API_PORT" "$POD_CIDR" "$SERVICE_CIDR" "$NODE_IP""#,
-            )
-            .arg("bash")
-            .arg(&lib)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run bash to read {}: {e}", lib.display()));
-        assert!(
-            out.status.success(),
-            "this checkout has no control plane network (run scripts/up.sh): {}",
-            String::from_utf8_lossy(&out.stderr)
+        let text = from_lib_sh(
+            r#"network_load && printf '%s\n' "$PGOP_SLOT" "$API_PORT" "$POD_CIDR" "$SERVICE_CIDR" "$NODE_IP""#,
+            "this checkout has no control plane network (run scripts/up.sh)",
         );
-        let text = String::from_utf8_lossy(&out.stdout);
         let v: Vec<&str> = text.lines().collect();
         assert_eq!(v.len(), 5, "unexpected output of network_load: {text}");
         let cidr = |s: &str| Cidr::parse(s).unwrap_or_else(|| panic!("invalid CIDR {s:?}"));

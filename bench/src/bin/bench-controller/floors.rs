@@ -181,11 +181,16 @@ pub async fn same_objects(client: &Client, n: usize, verb: Verb, scope: Scope) -
                     action: "Reconcile".into(),
                     related: None,
                 };
+                // Events are named after their object and time: a later time, as when the
+                // controller sends it after the Created one.
+                let later = now
+                    .checked_add(k8s_openapi::jiff::SignedDuration::from_micros(1))
+                    .unwrap_or(now);
                 let warning = controller::events::build(
                     &reporter,
                     &warning,
                     pg.object_ref(&()),
-                    MicroTime(now),
+                    MicroTime(later),
                 );
                 let api: Api<K8sEvent> = Api::namespaced(client.clone(), ns);
                 writes.push(Box::pin(write(api, warning, Verb::Create)));
