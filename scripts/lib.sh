@@ -17,6 +17,8 @@ PKI=$LOCAL_DIR/pki
 LOGS=$LOCAL_DIR/logs
 PIDS=$LOCAL_DIR/pids
 STATE=$LOCAL_DIR/state
+# The pod runner's members' run dirs (unix sockets: a socket path must stay under 108 bytes).
+RUNNER_RUN_DIR=/tmp/pgop-run-$(printf '%s' "$LOCAL_DIR" | cksum | cut -d' ' -f1)
 # The Rust build outputs of this checkout (the Makefile sets the same; see there).
 CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PGOP_CACHE/target/$(printf '%s' "$REPO_ROOT" | cksum | cut -d' ' -f1)}
 

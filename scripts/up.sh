@@ -19,6 +19,12 @@ for b in "$BIN_K8S/kube-apiserver" "$BIN_K8S/kube-controller-manager" "$BIN_K8S/
   fi
 done
 command -v openssl >/dev/null || die "openssl is required (apt-get install openssl)"
+# The test world (Patroni, PostgreSQL majors) the pod runner runs Spilo pods with (cached).
+"$REPO_ROOT/scripts/world-install.sh"
+# The pod runner (cargo builds it only when a source changed).
+export CARGO_TARGET_DIR PGOP_CACHE
+(cd "$REPO_ROOT" && cargo build -q -p world --bin pod-runner) || die "building the pod runner failed"
+RUNNER_BIN=$CARGO_TARGET_DIR/debug/pod-runner
 command -v curl >/dev/null || die "curl is required (apt-get install curl)"
 
 # Only one up.sh/down.sh at a time per checkout.
@@ -180,14 +186,16 @@ start kube-scheduler "$BIN_K8S/kube-scheduler" \
   --kubeconfig="$PKI/kube-scheduler.kubeconfig" \
   --leader-elect=false --secure-port=0
 
-# --- kwok: fake kubelets. Pod IPs from $POD_CIDR, node IPs from $NODE_IP (inside 127.0.0.0/8) ----
+# --- kwok: fake kubelets. Pods with a Spilo container get only their IP from kwok
+# (scripts/kwok/pod-runner-ip.yaml); the pod runner started below runs them and owns their status. Pod IPs from $POD_CIDR, node IPs from $NODE_IP (inside 127.0.0.0/8) ----
 start kwok "$BIN_KWOK/kwok" \
   --kubeconfig="$PKI/kwok.kubeconfig" \
   --config="$BIN_KWOK/stages/node-initialize.yaml" \
   --config="$BIN_KWOK/stages/node-heartbeat-with-lease.yaml" \
-  --config="$BIN_KWOK/stages/pod-ready.yaml" \
+  --config="$REPO_ROOT/scripts/kwok/pod-ready.yaml" \
+  --config="$REPO_ROOT/scripts/kwok/pod-runner-ip.yaml" \
   --config="$BIN_KWOK/stages/pod-complete.yaml" \
-  --config="$BIN_KWOK/stages/pod-delete.yaml" \
+  --config="$REPO_ROOT/scripts/kwok/pod-delete.yaml" \
   --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
   --cidr="$POD_CIDR" --node-ip="$NODE_IP" --node-lease-duration-seconds=40
 
@@ -250,6 +258,8 @@ node_ready() {
   [ "$n" -ge "$NODE_COUNT" ]
 }
 wait_for "$NODE_COUNT Ready kwok nodes" 60 kwok node_ready
+# --- the pod runner: the kubelet of the kwok nodes for Spilo containers (real Patroni + PostgreSQL)
+start pod-runner "$RUNNER_BIN" --kubeconfig "$PKI/admin.kubeconfig" --state-dir "$STATE/world" --run-dir "$RUNNER_RUN_DIR"
 sa_ready() { "${K[@]}" -n default get serviceaccount default; }
 wait_for "default service account" 60 kube-controller-manager sa_ready
 running kube-scheduler || die "kube-scheduler is not running (log: $LOGS/kube-scheduler.log)"
