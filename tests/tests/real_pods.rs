@@ -1,7 +1,7 @@
 //! Real Patroni + PostgreSQL behind the Spilo pods: the pod runner started by `scripts/up.sh`
 //! runs every Spilo container of the kwok nodes. A 1-instance cluster gets a master elected by
 //! Patroni (label, leader ConfigMap) that psql reaches on its pod IP with the password of the
-//! `postgres` Secret; a 2-instance cluster gets a streaming replica that sees the master's rows.
+//! `postgres` Secret, also through the master Service's ClusterIP; a 2-instance cluster gets a streaming replica that sees the master's rows.
 //! Each test runs its own controller scoped to its own namespace. They cost real CPU (initdb,
 //! basebackup) on 2 cores, so there are only these two.
 
@@ -208,6 +208,22 @@ async fn one_instance_gets_a_master_elected_by_patroni_that_psql_reaches() -> Re
         .cloned()
         .unwrap_or_default();
     assert_eq!(ready["status"], "True", "{ready}");
+    // The master Service, served by the runner on its ClusterIP, reaches the leader.
+    let service = json(&["get", "service", "acid-one", "-n", n]).await?;
+    let cluster_ip = service["spec"]["clusterIP"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        cluster_ip.starts_with("127."),
+        "ClusterIP {cluster_ip} outside loopback"
+    );
+    let through_service =
+        e2e::eventually::eventually("psql through the master Service", || async {
+            sql(&cluster_ip, &pw, "select pg_is_in_recovery()").await
+        })
+        .await?;
+    assert_eq!(through_service, "f");
     Ok(())
 }
 

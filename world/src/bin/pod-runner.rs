@@ -69,8 +69,10 @@ fn main() -> anyhow::Result<()> {
                 cache,
             });
             tracing::info!(state = %ctx.state_dir.display(), cache = %ctx.cache.display(), "pod runner started");
+            let services = tokio::spawn(runner::services::serve(ctx.client.clone()));
             tokio::select! {
                 result = runner::run(ctx) => result,
+                result = services => result?,
                 _ = tokio::signal::ctrl_c() => Ok(()),
                 _ = sigterm() => Ok(()),
             }

@@ -9,11 +9,15 @@
 //! finishes the deletion itself. Other containers of such a pod are reported running and ready,
 //! as kwok reports them; pods without a Spilo container stay kwok's.
 //!
+//! [`services`] serves the Services with a selector on their ClusterIPs (loopback), so a client
+//! of the master Service reaches the leader.
+//!
 //! Nothing a pod asks for takes the runner down: what cannot run becomes the container's waiting
 //! reason, a `Ready=False` condition naming it, and a log line.
 
 pub mod api;
 pub mod member;
+pub mod services;
 pub mod status;
 
 use std::collections::HashMap;
