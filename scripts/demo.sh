@@ -42,8 +42,6 @@ k create configmap postgres-operator --namespace "$OPERATOR_NS" --dry-run=client
   --from-literal=delete_annotation_date_key=delete-date \
   --from-literal=delete_annotation_name_key=delete-clustername |
   k apply -f - >/dev/null
-# The ClusterRole Patroni needs in the Spilo pods (the controller binds it per namespace).
-k apply -f manifests/controller/rbac.yaml >/dev/null
 certs_dir=$LOCAL_DIR/certs
 ca_bundle=$("$CARGO_TARGET_DIR/debug/certs" --out-dir "$certs_dir" --namespace "$OPERATOR_NS" 2>/dev/null)
 export CONFIG_MAP_NAME="$OPERATOR_NS/postgres-operator" OPERATOR_NAMESPACE="$OPERATOR_NS"

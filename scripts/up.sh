@@ -251,6 +251,10 @@ volumeBindingMode: Immediate
 allowVolumeExpansion: true
 SC
 
+# What Patroni in the Spilo pods the pod runner runs may do (the operator binds it per namespace);
+# the same ClusterRole as in manifests/controller/rbac.yaml.
+ensure clusterrole/postgres-pod < <(awk 'BEGIN{RS="\n---\n"} /name: postgres-pod\n/' "$REPO_ROOT/manifests/controller/rbac.yaml")
+
 node_ready() {
   local n
   n=$("${K[@]}" get nodes -l type=kwok \
