@@ -148,6 +148,7 @@ fn drop_role_when_dead(pods: Api<Pod>, name: String, key: String, sup: &Supervis
                     .await
                 {
                     Ok(_) => tracing::info!(pod = %key, "member died: {ROLE_LABEL} label dropped"),
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
                     Err(e) => tracing::warn!(pod = %key, error = %e, "could not drop {ROLE_LABEL}"),
                 }
             }
