@@ -188,16 +188,20 @@ start kube-scheduler "$BIN_K8S/kube-scheduler" \
 
 # --- kwok: fake kubelets. Pods with a Spilo container get only their IP from kwok
 # (scripts/kwok/pod-runner-ip.yaml); the pod runner started below runs them and owns their status. Pod IPs from $POD_CIDR, node IPs from $NODE_IP (inside 127.0.0.0/8) ----
-start kwok "$BIN_KWOK/kwok" \
-  --kubeconfig="$PKI/kwok.kubeconfig" \
-  --config="$BIN_KWOK/stages/node-initialize.yaml" \
-  --config="$BIN_KWOK/stages/node-heartbeat-with-lease.yaml" \
-  --config="$REPO_ROOT/scripts/kwok/pod-ready.yaml" \
-  --config="$REPO_ROOT/scripts/kwok/pod-runner-ip.yaml" \
-  --config="$BIN_KWOK/stages/pod-complete.yaml" \
-  --config="$REPO_ROOT/scripts/kwok/pod-delete.yaml" \
-  --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+KWOK_ARGS=(
+  --kubeconfig="$PKI/kwok.kubeconfig"
+  --config="$BIN_KWOK/stages/node-initialize.yaml"
+  --config="$BIN_KWOK/stages/node-heartbeat-with-lease.yaml"
+  --config="$REPO_ROOT/scripts/kwok/pod-ready.yaml"
+  --config="$REPO_ROOT/scripts/kwok/pod-runner-ip.yaml"
+  --config="$BIN_KWOK/stages/pod-complete.yaml"
+  --config="$REPO_ROOT/scripts/kwok/pod-delete.yaml"
+  --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake
   --cidr="$POD_CIDR" --node-ip="$NODE_IP" --node-lease-duration-seconds=40
+)
+# A kwok started with other stages (before the pod runner existed) is restarted with these.
+stop_if_stale kwok "$BIN_KWOK/kwok" "${KWOK_ARGS[@]}"
+start kwok "$BIN_KWOK/kwok" "${KWOK_ARGS[@]}"
 
 # --- cluster objects (created once, only when missing) -----------------------------------------
 ensure() { # ensure KIND/NAME < manifest: creates the object only if it does not exist
@@ -263,7 +267,10 @@ node_ready() {
 }
 wait_for "$NODE_COUNT Ready kwok nodes" 60 kwok node_ready
 # --- the pod runner: the kubelet of the kwok nodes for Spilo containers (real Patroni + PostgreSQL)
-start pod-runner "$RUNNER_BIN" --kubeconfig "$PKI/admin.kubeconfig" --state-dir "$STATE/world" --run-dir "$RUNNER_RUN_DIR"
+RUNNER_ARGS=(--kubeconfig "$PKI/admin.kubeconfig" --state-dir "$STATE/world" --run-dir "$RUNNER_RUN_DIR")
+# A runner whose binary was rebuilt restarts (its members die with it and start again).
+stop_if_stale pod-runner "$RUNNER_BIN" "${RUNNER_ARGS[@]}"
+start pod-runner "$RUNNER_BIN" "${RUNNER_ARGS[@]}"
 sa_ready() { "${K[@]}" -n default get serviceaccount default; }
 wait_for "default service account" 60 kube-controller-manager sa_ready
 running kube-scheduler || die "kube-scheduler is not running (log: $LOGS/kube-scheduler.log)"
