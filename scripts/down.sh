@@ -45,7 +45,7 @@ if [ -d "$LOCAL_DIR/postgres" ]; then
     "$REPO_ROOT/scripts/pg-instance.sh" stop "$d" || true
   done
 fi
-for name in pgop-controller pgop-webhook kwok kube-scheduler kube-controller-manager; do
+for name in pgop-controller pgop-webhook pod-runner kwok kube-scheduler kube-controller-manager; do
   stop_one "$name"
 done
 
@@ -82,7 +82,7 @@ while IFS= read -r dir; do
   if [[ $dir =~ ^${pv_pattern}$ ]] && [ -d "$dir" ]; then pv_dirs+=("$dir"); fi
 done < <(printf '%s\n' "$pv_list" | sort -u)
 
-rm -rf "$LOCAL_DIR/state" "$LOCAL_DIR/pki" "$LOCAL_DIR/pids" "$LOCAL_DIR/postgres" "$LOCAL_DIR/helm" "$KUBECONFIG_LOCAL"
+rm -rf "$LOCAL_DIR/state" "$RUNNER_RUN_DIR" "$LOCAL_DIR/pki" "$LOCAL_DIR/pids" "$LOCAL_DIR/postgres" "$LOCAL_DIR/helm" "$KUBECONFIG_LOCAL"
 if [ "${KEEP_LOGS:-1}" = 0 ]; then rm -rf "$LOCAL_DIR/logs"; fi
 if [ ${#pv_dirs[@]} -gt 0 ]; then
   log "removing this control plane's ${#pv_dirs[@]} PV folder(s) under /tmp/hostpath_pv"

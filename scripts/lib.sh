@@ -17,6 +17,8 @@ PKI=$LOCAL_DIR/pki
 LOGS=$LOCAL_DIR/logs
 PIDS=$LOCAL_DIR/pids
 STATE=$LOCAL_DIR/state
+# The pod runner's members' run dirs (unix sockets: a socket path must stay under 108 bytes).
+RUNNER_RUN_DIR=/tmp/pgop-run-$(printf '%s' "$LOCAL_DIR" | cksum | cut -d' ' -f1)
 # The Rust build outputs of this checkout (the Makefile sets the same; see there).
 CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PGOP_CACHE/target/$(printf '%s' "$REPO_ROOT" | cksum | cut -d' ' -f1)}
 
@@ -68,6 +70,24 @@ start() { # start NAME BINARY ARGS...: starts in its own session, output to logs
   STARTED+=("$name")
 }
 STARTED=()
+
+# stop_if_stale NAME BINARY ARGS...: stops NAME when it runs with another command line than
+# `start NAME BINARY ARGS...` would use, or from a binary rebuilt since it started, so the next
+# start runs the current one.
+stop_if_stale() {
+  local name=$1 want pid
+  running "$name" || return 0
+  want="$2 ${*:3}"
+  if [ "$(cat "$STATE/$name.cmdline" 2>/dev/null)" = "$want" ] && [ ! "$2" -nt "$PIDS/$name.pid" ]; then
+    return 0
+  fi
+  pid=$(cat "$PIDS/$name.pid")
+  log "restarting $name (its command line or binary changed)"
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do running "$name" || break; sleep 0.2; done
+  if running "$name"; then kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true; sleep 0.5; fi
+  rm -f "$PIDS/$name.pid"
+}
 
 wait_for() { # wait_for DESCRIPTION TIMEOUT_S NAME CMD...: polls CMD, fails early if NAME died
   local what=$1 timeout=$2 name=$3; shift 3

@@ -19,6 +19,12 @@ for b in "$BIN_K8S/kube-apiserver" "$BIN_K8S/kube-controller-manager" "$BIN_K8S/
   fi
 done
 command -v openssl >/dev/null || die "openssl is required (apt-get install openssl)"
+# The test world (Patroni, PostgreSQL majors) the pod runner runs Spilo pods with (cached).
+"$REPO_ROOT/scripts/world-install.sh"
+# The pod runner (cargo builds it only when a source changed).
+export CARGO_TARGET_DIR PGOP_CACHE
+(cd "$REPO_ROOT" && cargo build -q -p world --bin pod-runner) || die "building the pod runner failed"
+RUNNER_BIN=$CARGO_TARGET_DIR/debug/pod-runner
 command -v curl >/dev/null || die "curl is required (apt-get install curl)"
 
 # Only one up.sh/down.sh at a time per checkout.
@@ -180,16 +186,22 @@ start kube-scheduler "$BIN_K8S/kube-scheduler" \
   --kubeconfig="$PKI/kube-scheduler.kubeconfig" \
   --leader-elect=false --secure-port=0
 
-# --- kwok: fake kubelets. Pod IPs from $POD_CIDR, node IPs from $NODE_IP (inside 127.0.0.0/8) ----
-start kwok "$BIN_KWOK/kwok" \
-  --kubeconfig="$PKI/kwok.kubeconfig" \
-  --config="$BIN_KWOK/stages/node-initialize.yaml" \
-  --config="$BIN_KWOK/stages/node-heartbeat-with-lease.yaml" \
-  --config="$BIN_KWOK/stages/pod-ready.yaml" \
-  --config="$BIN_KWOK/stages/pod-complete.yaml" \
-  --config="$BIN_KWOK/stages/pod-delete.yaml" \
-  --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+# --- kwok: fake kubelets. Pods with a Spilo container get only their IP from kwok
+# (scripts/kwok/pod-runner-ip.yaml); the pod runner started below runs them and owns their status. Pod IPs from $POD_CIDR, node IPs from $NODE_IP (inside 127.0.0.0/8) ----
+KWOK_ARGS=(
+  --kubeconfig="$PKI/kwok.kubeconfig"
+  --config="$BIN_KWOK/stages/node-initialize.yaml"
+  --config="$BIN_KWOK/stages/node-heartbeat-with-lease.yaml"
+  --config="$REPO_ROOT/scripts/kwok/pod-ready.yaml"
+  --config="$REPO_ROOT/scripts/kwok/pod-runner-ip.yaml"
+  --config="$BIN_KWOK/stages/pod-complete.yaml"
+  --config="$REPO_ROOT/scripts/kwok/pod-delete.yaml"
+  --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake
   --cidr="$POD_CIDR" --node-ip="$NODE_IP" --node-lease-duration-seconds=40
+)
+# A kwok started with other stages (before the pod runner existed) is restarted with these.
+stop_if_stale kwok "$BIN_KWOK/kwok" "${KWOK_ARGS[@]}"
+start kwok "$BIN_KWOK/kwok" "${KWOK_ARGS[@]}"
 
 # --- cluster objects (created once, only when missing) -----------------------------------------
 ensure() { # ensure KIND/NAME < manifest: creates the object only if it does not exist
@@ -243,6 +255,10 @@ volumeBindingMode: Immediate
 allowVolumeExpansion: true
 SC
 
+# What Patroni in the Spilo pods the pod runner runs may do (the operator binds it per namespace);
+# the same ClusterRole as in manifests/controller/rbac.yaml.
+ensure clusterrole/postgres-pod < <(awk 'BEGIN{RS="\n---\n"} /name: postgres-pod\n/' "$REPO_ROOT/manifests/controller/rbac.yaml")
+
 node_ready() {
   local n
   n=$("${K[@]}" get nodes -l type=kwok \
@@ -250,6 +266,11 @@ node_ready() {
   [ "$n" -ge "$NODE_COUNT" ]
 }
 wait_for "$NODE_COUNT Ready kwok nodes" 60 kwok node_ready
+# --- the pod runner: the kubelet of the kwok nodes for Spilo containers (real Patroni + PostgreSQL)
+RUNNER_ARGS=(--kubeconfig "$PKI/admin.kubeconfig" --state-dir "$STATE/world" --run-dir "$RUNNER_RUN_DIR")
+# A runner whose binary was rebuilt restarts (its members die with it and start again).
+stop_if_stale pod-runner "$RUNNER_BIN" "${RUNNER_ARGS[@]}"
+start pod-runner "$RUNNER_BIN" "${RUNNER_ARGS[@]}"
 sa_ready() { "${K[@]}" -n default get serviceaccount default; }
 wait_for "default service account" 60 kube-controller-manager sa_ready
 running kube-scheduler || die "kube-scheduler is not running (log: $LOGS/kube-scheduler.log)"

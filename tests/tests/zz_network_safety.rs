@@ -3,7 +3,7 @@
 //! `scripts/netwatch.sh` (started by `scripts/up.sh`) samples every socket of the machine
 //! every 200 ms and records those whose peer is not a loopback address. This test runs last
 //! (test binaries run in name order) and fails if any recorded socket belongs to a process of
-//! ours: the control plane, kubectl, helm, PostgreSQL or a test binary.
+//! ours: the control plane, kubectl, helm, the pod runner, Patroni, PostgreSQL or a test binary.
 //!
 //! Other checkouts may run their own control planes beside this one (see `scripts/lib.sh`,
 //! slots), and every watcher sees every socket of the machine. netwatch records each process's
@@ -29,6 +29,12 @@ fn ours(name: &str) -> bool {
         "bench-capacity",
         "webhook",
         "controller",
+        // The pod runner and what it runs behind Spilo pods.
+        "pod-runner",
+        "patroni",
+        "pg_basebackup",
+        "pg_rewind",
+        "psql",
     ];
     if FIXED.contains(&name) {
         return true;

@@ -10,6 +10,7 @@
 
 pub mod env;
 pub mod majors;
+pub mod runner;
 pub mod spilo;
 pub mod supervisor;
 pub mod volumes;

@@ -22,6 +22,8 @@ use super::{ContainerSpec, Isolation, log_path};
 
 /// How long the namespace's PID 1 may take to appear, and a SIGKILLed tree to be reaped.
 const SETTLE: Duration = Duration::from_secs(10);
+/// How often [`Running::terminate`] repeats SIGTERM during the grace period.
+const TERM_REPEAT: Duration = Duration::from_secs(2);
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The container could not be started; the message names the executable, as containerd's does.
@@ -113,11 +115,21 @@ impl Running {
         }
     }
 
-    /// SIGTERM to the main process, SIGKILL to all of it once `grace` has passed.
+    /// SIGTERM to the main process, SIGKILL to all of it once `grace` has passed. SIGTERM is
+    /// repeated every [`TERM_REPEAT`]: as PID 1 of its namespace the main process ignores a
+    /// SIGTERM that arrives before it installs its handler (Patroni still starting when a pod is
+    /// deleted), where a container's init (Spilo's dumb-init) would have passed it on later.
     pub async fn terminate(&mut self, grace: Duration) -> Exit {
-        self.signal(Signal::SIGTERM);
-        if let Ok(exit) = tokio::time::timeout(grace, self.wait()).await {
-            return exit;
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            self.signal(Signal::SIGTERM);
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            if let Ok(exit) = tokio::time::timeout(left.min(TERM_REPEAT), self.wait()).await {
+                return exit;
+            }
         }
         self.kill();
         match tokio::time::timeout(SETTLE, self.wait()).await {

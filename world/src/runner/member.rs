@@ -1,0 +1,310 @@
+//! A Spilo container made into a supervised Patroni: environment, volumes, token and kubeconfig,
+//! Patroni's configuration and files, then the [`ContainerSpec`] to start as user `postgres`.
+//!
+//! Everything here blocks (API lookups, files, openssl): run it on a blocking thread. Whatever
+//! the pod asks for that cannot run becomes a [`PrepareError`] whose `reason` is the container's
+//! waiting reason and whose message names the cause; the runner never fails on a pod.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+
+use super::Context;
+use super::api::ApiLookups;
+use crate::env::{self, Allocatable};
+use crate::spilo::{self, Env, Member, Paths, Tls};
+use crate::supervisor::{Backoff, ContainerSpec, Isolation, RestartPolicy, User};
+use crate::volumes::{self, Mount, Roots, Sources};
+
+/// Whether the runner runs `image` as a real Patroni (any image whose name says Spilo).
+pub fn is_spilo_image(image: Option<&str>) -> bool {
+    image.is_some_and(|i| i.contains("spilo"))
+}
+
+/// Why a container cannot start, as the kubelet reports it in `state.waiting`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrepareError {
+    /// `CreateContainerConfigError` (environment, volumes, Spilo configuration) or
+    /// `CreateContainerError` (what this machine lacks: a major, files).
+    pub reason: &'static str,
+    pub message: String,
+}
+
+fn config_error(message: impl ToString) -> PrepareError {
+    PrepareError {
+        reason: "CreateContainerConfigError",
+        message: message.to_string(),
+    }
+}
+
+fn create_error(message: impl ToString) -> PrepareError {
+    PrepareError {
+        reason: "CreateContainerError",
+        message: message.to_string(),
+    }
+}
+
+/// The folder of a pod's own things (volumes, run dirs, logs): `<state>/pods/<uid>`.
+pub fn pod_root(ctx: &Context, pod: &Pod) -> PathBuf {
+    ctx.state_dir
+        .join("pods")
+        .join(pod.metadata.uid.as_deref().unwrap_or("no-uid"))
+}
+
+/// The postgres user (uid, gid) the members run as.
+pub fn postgres_user() -> Result<User, PrepareError> {
+    match nix::unistd::User::from_name("postgres") {
+        Ok(Some(user)) => Ok(User {
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+            groups: vec![user.gid.as_raw()],
+        }),
+        _ => Err(create_error(
+            "no user postgres on this machine (run scripts/world-install.sh)",
+        )),
+    }
+}
+
+/// Where a container path is on this machine, through the container's mounts (the longest
+/// mount path that is a prefix wins); `None` when no mount holds it.
+pub fn host_path(mounts: &[Mount], container_path: &str) -> Option<PathBuf> {
+    mounts
+        .iter()
+        .filter_map(|m| {
+            let base = m.container_path.trim_end_matches('/');
+            let rest = container_path.strip_prefix(base)?;
+            if !rest.is_empty() && !rest.starts_with('/') {
+                return None;
+            }
+            Some((base.len(), m.host_path.join(rest.trim_start_matches('/'))))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, p)| p)
+}
+
+fn dir_for(path: &Path, user: &User, mode: u32) -> Result<(), PrepareError> {
+    fs::create_dir_all(path).map_err(|e| create_error(format!("{}: {e}", path.display())))?;
+    chown(path, user)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(|e| create_error(format!("{}: {e}", path.display())))
+}
+
+fn chown(path: &Path, user: &User) -> Result<(), PrepareError> {
+    nix::unistd::chown(
+        path,
+        Some(nix::unistd::Uid::from_raw(user.uid)),
+        Some(nix::unistd::Gid::from_raw(user.gid)),
+    )
+    .map_err(|e| create_error(format!("chown {}: {e}", path.display())))
+}
+
+/// Writes `contents` to `path` owned by `user` with `mode` (replaced by rename).
+fn write_file(path: &Path, contents: &[u8], mode: u32, user: &User) -> Result<(), PrepareError> {
+    let tmp = path.with_extension("tmp-runner");
+    let fail = |e: std::io::Error| create_error(format!("{}: {e}", path.display()));
+    fs::write(&tmp, contents).map_err(fail)?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).map_err(fail)?;
+    chown(&tmp, user)?;
+    fs::rename(&tmp, path).map_err(fail)
+}
+
+/// A self-signed certificate and key, as Spilo makes without `SSL_*` (kept across restarts).
+fn self_signed(dir: &Path, name: &str, user: &User) -> Result<Tls, PrepareError> {
+    let cert = dir.join("server.crt");
+    let key = dir.join("server.key");
+    if !cert.exists() || !key.exists() {
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req", "-nodes", "-new", "-x509", "-newkey", "rsa:2048", "-days", "3650",
+            ])
+            .arg("-subj")
+            .arg(format!("/CN={name}"))
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .map_err(|e| create_error(format!("openssl: {e}")))?;
+        if !out.status.success() {
+            return Err(create_error(format!(
+                "openssl req: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+    }
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600))
+        .map_err(|e| create_error(format!("{}: {e}", key.display())))?;
+    chown(&key, user)?;
+    chown(&cert, user)?;
+    Ok(Tls {
+        cert,
+        key,
+        ca: None,
+        crl: None,
+    })
+}
+
+/// Everything up to the process: the container's supervised spec, and Spilo's warnings.
+pub fn prepare(
+    ctx: &Context,
+    lookups: &ApiLookups,
+    pod: &Pod,
+    container: &Container,
+    allocatable: &Allocatable,
+) -> Result<(ContainerSpec, Vec<String>), PrepareError> {
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let spec = pod.spec.clone().unwrap_or_default();
+    let pod_ip = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .ok_or_else(|| create_error("the pod has no IP yet"))?;
+    let user = postgres_user()?;
+
+    let resolved = env::resolve(pod, container, lookups, allocatable).map_err(config_error)?;
+    let root = pod_root(ctx, pod);
+    let roots = Roots {
+        pod_root: root.clone(),
+        pvc_root: ctx.state_dir.join("pvcs"),
+    };
+    let sources = Sources {
+        objects: lookups,
+        tokens: lookups,
+        claims: lookups,
+        allocatable,
+    };
+    let (plan, mounts) =
+        volumes::plan(pod, container, &resolved, &sources, &roots).map_err(config_error)?;
+    volumes::apply(&plan, &mounts).map_err(create_error)?;
+    let env: Env = resolved.vars().iter().cloned().collect();
+
+    let major = spilo::major(&env).map_err(config_error)?;
+    let bin_dir = crate::majors::bin_dir(&ctx.cache, &major).map_err(create_error)?;
+
+    // PGROOT through the mounts: a recreated pod with the same claim finds its data.
+    let pgroot = spilo::get(&env, "PGROOT").unwrap_or("/home/postgres/pgdata/pgroot");
+    let pgroot_host = host_path(&mounts, pgroot).unwrap_or_else(|| root.join("pgroot"));
+    dir_for(&pgroot_host, &user, 0o700)?;
+    // By container index: names may be long, and the socket path must stay under 108 bytes.
+    let index = spec
+        .containers
+        .iter()
+        .position(|c| c.name == container.name)
+        .unwrap_or(0);
+    let uid = pod.metadata.uid.as_deref().unwrap_or("no-uid");
+    let run_dir = ctx.run_root.join(uid).join(index.to_string());
+    dir_for(&run_dir, &user, 0o700)?;
+
+    let tls = match spilo::tls_files(&env) {
+        Some((cert, key, ca, crl)) => {
+            let map = |p: &str| {
+                host_path(&mounts, p)
+                    .ok_or_else(|| config_error(format!("{p}: not in any volume of the container")))
+            };
+            Tls {
+                cert: map(&cert)?,
+                key: map(&key)?,
+                ca: ca.as_deref().map(map).transpose()?,
+                crl: crl.as_deref().map(map).transpose()?,
+            }
+        }
+        None => self_signed(&run_dir, name, &user)?,
+    };
+
+    let service_account = spec.service_account_name.as_deref().unwrap_or("default");
+    let token = crate::volumes::Tokens::token(lookups, pod, service_account, None, 86_400)
+        .map_err(|e| create_error(format!("token for service account {service_account}: {e}")))?;
+    let context = "local".to_string();
+    let kubeconfig = run_dir.join("kubeconfig");
+    let kubeconfig_text = ctx.api.kubeconfig(&token, &context, namespace);
+    write_file(&kubeconfig, kubeconfig_text.as_bytes(), 0o600, &user)?;
+
+    let paths = Paths {
+        data_dir: pgroot_host.join("data"),
+        run_dir: run_dir.clone(),
+        bin_dir,
+        kubeconfig,
+        context,
+        tls,
+        hosts: BTreeMap::new(),
+    };
+    let member = Member {
+        name,
+        namespace,
+        pod_ip: &pod_ip,
+    };
+    let launch = spilo::patroni_config(&env, &member, &paths).map_err(config_error)?;
+    for file in &launch.files {
+        write_file(&file.path, file.contents.as_bytes(), file.mode, &user)?;
+    }
+    let config_path = run_dir.join("patroni.yml");
+    let yaml = serde_yaml::to_string(&launch.config).map_err(create_error)?;
+    write_file(&config_path, yaml.as_bytes(), 0o600, &user)?;
+
+    let mut process_env: Vec<(String, String)> = launch.env.clone().into_iter().collect();
+    process_env.push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()));
+    process_env.push(("HOME".into(), run_dir.display().to_string()));
+    process_env.push(("PYTHONUNBUFFERED".into(), "1".into()));
+    let grace = spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64;
+    let spec = ContainerSpec {
+        name: container.name.clone(),
+        argv: vec![
+            crate::majors::patroni(&ctx.cache).display().to_string(),
+            config_path.display().to_string(),
+        ],
+        env: process_env,
+        working_dir: Some(run_dir),
+        user: Some(user),
+        log_dir: root.join("logs").join(&container.name),
+        restart_policy: RestartPolicy::from_pod(spec.restart_policy.as_deref()),
+        grace_period: Duration::from_secs(grace),
+        backoff: Backoff::default(),
+        isolation: Isolation::best(),
+    };
+    Ok((spec, launch.warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mount(container_path: &str, host: &str) -> Mount {
+        Mount {
+            volume: "v".into(),
+            container_path: container_path.into(),
+            host_path: host.into(),
+            read_only: false,
+            create_dir: false,
+        }
+    }
+
+    #[test]
+    fn container_paths_map_through_the_longest_mount() {
+        let mounts = [
+            mount("/home/postgres/pgdata", "/pvc/u1"),
+            mount("/home/postgres", "/pod/home"),
+        ];
+        assert_eq!(
+            host_path(&mounts, "/home/postgres/pgdata/pgroot"),
+            Some(PathBuf::from("/pvc/u1/pgroot"))
+        );
+        assert_eq!(
+            host_path(&mounts, "/home/postgres/x"),
+            Some(PathBuf::from("/pod/home/x"))
+        );
+        assert_eq!(host_path(&mounts, "/home/postgresql"), None);
+        assert_eq!(host_path(&mounts, "/etc"), None);
+    }
+
+    #[test]
+    fn spilo_images_are_recognised_by_name() {
+        assert!(is_spilo_image(Some("ghcr.io/zalando/spilo-17:4.0-p2")));
+        assert!(!is_spilo_image(Some("busybox")));
+        assert!(!is_spilo_image(None));
+    }
+}

@@ -1,0 +1,318 @@
+//! The pod runner: the kubelet of the kwok nodes for the containers it knows how to run.
+//!
+//! It watches the pods bound to a node (every node of the local control plane is a kwok node).
+//! A pod with a Spilo container is the runner's: kwok only gives it an IP (the `pod-runner-ip`
+//! stage of `scripts/kwok/`), and the runner starts a real Patroni + PostgreSQL per Spilo
+//! container ([`member`]), writes the pod's status and `Ready` condition from the supervisor's
+//! state and Patroni's readiness ([`status`]), drops the `spilo-role` label of a member that
+//! died, and on deletion stops the members (SIGTERM, SIGKILL after the grace period) before it
+//! finishes the deletion itself. Other containers of such a pod are reported running and ready,
+//! as kwok reports them; pods without a Spilo container stay kwok's.
+//!
+//! [`services`] serves the Services with a selector on their ClusterIPs (loopback), so a client
+//! of the master Service reaches the leader.
+//!
+//! Nothing a pod asks for takes the runner down: what cannot run becomes the container's waiting
+//! reason, a `Ready=False` condition naming it, and a log line.
+
+pub mod api;
+pub mod member;
+pub mod services;
+pub mod status;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Client;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::{WatchStreamExt, watcher as watch_pods};
+use serde_json::json;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::env::Allocatable;
+use crate::supervisor::Supervisor;
+use api::{ApiLookups, ApiServer};
+use status::Known;
+
+/// The pod label Patroni keeps the member's role in (Spilo's `KUBERNETES_ROLE_LABEL` default).
+pub const ROLE_LABEL: &str = "spilo-role";
+
+/// What every pod task shares.
+pub struct Context {
+    pub client: Client,
+    /// The API server members dial (from the runner's kubeconfig).
+    pub api: ApiServer,
+    /// Pods' folders, claims' data, members' logs (`.local/state/world`).
+    pub state_dir: PathBuf,
+    /// Members' run dirs (unix sockets, pgpass, Patroni's configuration): a short path, because
+    /// a socket path must stay under 108 bytes.
+    pub run_root: PathBuf,
+    /// `$PGOP_CACHE`: the world's majors and Patroni.
+    pub cache: PathBuf,
+}
+
+/// Whether the runner runs (some of) this pod: it has a Spilo container.
+pub fn runs(pod: &Pod) -> bool {
+    pod.spec.as_ref().is_some_and(|s| {
+        s.containers
+            .iter()
+            .any(|c| member::is_spilo_image(c.image.as_deref()))
+    })
+}
+
+fn pod_key(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// Watches pods until the stream ends (never, unless the API goes away for good).
+pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
+    let pods: Api<Pod> = Api::all(ctx.client.clone());
+    let config = watcher::Config::default().fields("spec.nodeName!=");
+    let mut events = std::pin::pin!(watch_pods(pods, config).default_backoff());
+    let mut tasks: HashMap<String, (watch::Sender<Option<Pod>>, JoinHandle<()>)> = HashMap::new();
+    while let Some(event) = events.next().await {
+        let (pod, gone) = match event {
+            Ok(Event::Apply(pod) | Event::InitApply(pod)) => (pod, false),
+            Ok(Event::Delete(pod)) => (pod, true),
+            Ok(Event::Init | Event::InitDone) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "pod watch failed; retrying");
+                continue;
+            }
+        };
+        tasks.retain(|_, (_, task)| !task.is_finished());
+        if !runs(&pod) {
+            continue;
+        }
+        let Some(uid) = pod.metadata.uid.clone() else {
+            continue;
+        };
+        if let Some((sender, _)) = tasks.get(&uid) {
+            sender.send_replace((!gone).then_some(pod));
+            continue;
+        }
+        let has_ip = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.as_ref())
+            .is_some();
+        if gone || (!has_ip && pod.metadata.deletion_timestamp.is_none()) {
+            continue;
+        }
+        let (sender, receiver) = watch::channel(Some(pod));
+        let task = tokio::spawn(pod_task(ctx.clone(), receiver));
+        tasks.insert(uid, (sender, task));
+    }
+    Ok(())
+}
+
+async fn allocatable(client: &Client, pod: &Pod) -> Allocatable {
+    let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
+        return Allocatable::default();
+    };
+    let nodes: Api<Node> = Api::all(client.clone());
+    let found = nodes.get(&node).await.ok();
+    let alloc = found
+        .and_then(|n| n.status)
+        .and_then(|s| s.allocatable)
+        .unwrap_or_default();
+    Allocatable {
+        cpu: alloc.get("cpu").cloned(),
+        memory: alloc.get("memory").cloned(),
+        ephemeral_storage: alloc.get("ephemeral-storage").cloned(),
+    }
+}
+
+/// Drops the role label when a member's process dies without Patroni removing it (a hard kill
+/// leaves `spilo-role=master` on the pod, and tests would see two masters).
+fn drop_role_when_dead(pods: Api<Pod>, name: String, key: String, sup: &Supervisor) {
+    let mut rx = sup.watch();
+    tokio::spawn(async move {
+        let mut was_running = rx.borrow().is_running();
+        while rx.changed().await.is_ok() {
+            let running = rx.borrow().is_running();
+            if was_running && !running {
+                let patch = json!({"metadata": {"labels": {ROLE_LABEL: null}}});
+                match pods
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(_) => tracing::info!(pod = %key, "member died: {ROLE_LABEL} label dropped"),
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => tracing::warn!(pod = %key, error = %e, "could not drop {ROLE_LABEL}"),
+                }
+            }
+            was_running = running;
+        }
+    });
+}
+
+async fn start_members(
+    ctx: &Arc<Context>,
+    pods: &Api<Pod>,
+    pod: &Pod,
+) -> (Vec<Known>, Vec<Option<Supervisor>>) {
+    let key = pod_key(pod);
+    let alloc = allocatable(&ctx.client, pod).await;
+    let containers = pod.spec.clone().unwrap_or_default().containers;
+    let mut known = Vec::new();
+    let mut sups = Vec::new();
+    for container in containers {
+        if !member::is_spilo_image(container.image.as_deref()) {
+            known.push(Known::Fake);
+            sups.push(None);
+            continue;
+        }
+        let lookups = ApiLookups {
+            client: ctx.client.clone(),
+            handle: tokio::runtime::Handle::current(),
+        };
+        let (c, p, a, name) = (
+            ctx.clone(),
+            pod.clone(),
+            alloc.clone(),
+            container.name.clone(),
+        );
+        let prepared =
+            tokio::task::spawn_blocking(move || member::prepare(&c, &lookups, &p, &container, &a))
+                .await;
+        match prepared {
+            Ok(Ok((spec, warnings))) => {
+                for w in warnings {
+                    tracing::info!(pod = %key, container = %name, "spilo: {w}");
+                }
+                tracing::info!(pod = %key, container = %name, "starting Patroni");
+                let sup = Supervisor::start(spec);
+                let name = pod.metadata.name.clone().unwrap_or_default();
+                drop_role_when_dead(pods.clone(), name, key.clone(), &sup);
+                known.push(Known::Run {
+                    status: sup.status(),
+                    ready: false,
+                });
+                sups.push(Some(sup));
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(pod = %key, container = %name, reason = e.reason, "cannot run: {}", e.message);
+                known.push(Known::Failed {
+                    reason: e.reason.into(),
+                    message: e.message,
+                });
+                sups.push(None);
+            }
+            Err(e) => {
+                tracing::error!(pod = %key, container = %name, "preparing panicked: {e}");
+                known.push(Known::Failed {
+                    reason: "CreateContainerError".into(),
+                    message: format!("the runner failed preparing the container: {e}"),
+                });
+                sups.push(None);
+            }
+        }
+    }
+    (known, sups)
+}
+
+/// One pod from its first sight to the end of its deletion.
+async fn pod_task(ctx: Arc<Context>, mut updates: watch::Receiver<Option<Pod>>) {
+    let Some(mut pod) = updates.borrow().clone() else {
+        return;
+    };
+    let key = pod_key(&pod);
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let (mut known, sups) = if pod.metadata.deletion_timestamp.is_none() {
+        start_members(&ctx, &pods, &pod).await
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let ip = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .unwrap_or_default();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        if pod.metadata.deletion_timestamp.is_some() {
+            break;
+        }
+        for (known, sup) in known.iter_mut().zip(&sups) {
+            if let Some(sup) = sup {
+                let status = sup.status();
+                let ready = status.is_running() && status::patroni_ready(&ip, 8008).await;
+                *known = Known::Run { status, ready };
+            }
+        }
+        let patch = status::pod_status(&pod, &known, SystemTime::now());
+        if !status::unchanged(&pod, &patch) {
+            let body = json!({"status": patch});
+            match pods
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&body))
+                .await
+            {
+                Ok(updated) => pod = updated,
+                Err(e) => tracing::warn!(pod = %key, error = %e, "status update failed"),
+            }
+        }
+        tokio::select! {
+            _ = tick.tick() => {}
+            changed = updates.changed() => {
+                let latest = if changed.is_ok() { updates.borrow().clone() } else { None };
+                match latest {
+                    Some(latest) => pod = latest,
+                    None => {
+                        // Gone without a graceful deletion (force delete): kill at once.
+                        tracing::info!(pod = %key, "pod gone; killing its containers");
+                        for sup in sups.into_iter().flatten() {
+                            sup.stop_with(Duration::ZERO).await;
+                        }
+                        return;
+                    }
+                }
+            }
+        }
+    }
+    // Graceful deletion: SIGTERM, SIGKILL after the grace period, then finish the deletion.
+    let grace = pod
+        .metadata
+        .deletion_grace_period_seconds
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
+        .unwrap_or(30)
+        .max(0) as u64;
+    tracing::info!(pod = %key, grace, "pod deleted; stopping its containers");
+    let stops = sups
+        .into_iter()
+        .flatten()
+        .map(|sup| sup.stop_with(Duration::from_secs(grace)));
+    futures::future::join_all(stops).await;
+    let params = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: pod.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match pods.delete(&name, &params).await {
+        Ok(_) => tracing::info!(pod = %key, "deletion finished"),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+        Err(e) => tracing::warn!(pod = %key, error = %e, "finishing the deletion failed"),
+    }
+    if let Some(uid) = &pod.metadata.uid {
+        let _ = std::fs::remove_dir_all(ctx.run_root.join(uid));
+    }
+}
