@@ -110,7 +110,9 @@ pub async fn reconcile(pg: Arc<Postgresql>, ctx: Arc<Context>) -> Result<Action,
     };
     let told = status::ignored_fields_reported(&pg);
     write_status(&ctx, &pg, &result).await?;
-    if let Some(summary) = ignored.filter(|s| told.as_deref() != Some(s.as_str())) {
+    if let Some(summary) = ignored.filter(|s| told.as_deref() != Some(s.as_str()))
+        && first_warning(&pg, digest_of(&summary))
+    {
         warn(&ctx, &pg, common::fields::CONDITION_REASON, summary);
     }
     ctx.metrics
@@ -122,6 +124,25 @@ pub async fn reconcile(pg: Arc<Postgresql>, ctx: Arc<Context>) -> Result<Action,
             Err(error)
         }
     }
+}
+
+fn digest_of(s: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    s.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Whether this process has not yet warned about these ignored fields of this cluster: the
+/// cached status that would tell may lag behind the status write of the previous reconcile, and
+/// one Warning per change is enough.
+fn first_warning(pg: &Postgresql, digest: u64) -> bool {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+    static WARNED: LazyLock<Mutex<HashMap<String, u64>>> = LazyLock::new(Default::default);
+    let key = pg.metadata.uid.clone().unwrap_or_else(|| pg.name_any());
+    let mut warned = WARNED.lock().unwrap_or_else(|p| p.into_inner());
+    warned.insert(key, digest) != Some(digest)
 }
 
 /// Reports a manifest the rules refuse (it reached the API while the webhook was down or
