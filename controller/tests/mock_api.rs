@@ -633,3 +633,43 @@ async fn a_failed_status_write_is_returned_typed() {
     assert_eq!(written["PostgresClusterStatus"], "Running");
     assert_eq!(calls.events, Vec::new());
 }
+
+/// Orphan cleanup: a Service the controller applied for this cluster but no longer wants is
+/// deleted; one
+/// with the cluster's labels that someone else wrote (as Patroni writes its own objects) is kept.
+#[tokio::test]
+async fn services_no_longer_wanted_are_deleted_and_foreign_ones_kept() {
+    let ns = "mock-orphans";
+    let pg = support::running_cluster(ns);
+    let config = Config::default();
+    let mut cached = support::written_children(&config, &pg);
+    let template = cached
+        .iter()
+        .find_map(|c| match c {
+            support::Cached::Service(s) if s.name_any() == CLUSTER => Some(s.clone()),
+            _ => None,
+        })
+        .expect("the master Service is cached");
+    let now = k8s_openapi::jiff::Timestamp::now();
+    for (name, manager, operation) in [
+        ("acid-minimal-cluster-old", "postgres-operator", "Apply"),
+        ("acid-minimal-cluster-patroni", "Patroni", "Update"),
+    ] {
+        let mut service = template.clone();
+        service.metadata.name = Some(name.into());
+        service.metadata.managed_fields = Some(vec![support::managed(manager, operation, now)]);
+        cached.push(service.into());
+    }
+    let (result, calls, _) = run(pg.clone(), config.clone(), cached, server(&pg)).await;
+    assert_eq!(result.unwrap(), Action::requeue(config.resync_period()));
+    assert_eq!(
+        calls.lines(),
+        [format!(
+            "DELETE {}/acid-minimal-cluster-old",
+            core(ns, "services")
+        )]
+    );
+    assert_eq!(calls.events.len(), 1, "{:#?}", calls.events);
+    let note = assert_event(&calls.events[0], ns, "Normal", "Deleted", "Delete");
+    assert_eq!(note, "Deleted Service acid-minimal-cluster-old");
+}

@@ -201,6 +201,8 @@ macro_rules! children {
             desired: &Desired,
         ) -> Result<(), Error> {
             let last = KINDS.iter().map(|k| k.stage).max().unwrap_or(0);
+            let config = ctx.config.load_full();
+            let scan = ops::orphans_may_exist(pg, &config);
             for stage in 0..=last {
                 let mut writes: Vec<BoxFuture<'_, Result<(), Error>>> = Vec::new();
                 $(
@@ -210,12 +212,15 @@ macro_rules! children {
                         for object in &desired.$field {
                             writes.push(ops::write(ctx, changes, &ctx.stores.$field, object, write).boxed());
                         }
-                        if kind.orphans {
+                        if kind.orphans && scan {
                             writes.push(ops::delete_orphans(ctx, changes, &ctx.stores.$field, pg, &desired.$field).boxed());
                         }
                     }
                 )*
                 futures::future::try_join_all(writes).await?;
+            }
+            if scan {
+                ops::orphans_removed(pg, &config);
             }
             Ok(())
         }

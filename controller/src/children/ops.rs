@@ -81,20 +81,28 @@ pub async fn delete_orphans<K: ChildObject>(
 ) -> Result<(), Error> {
     let config = ctx.config.load();
     let label = &config.config.kubernetes.cluster_name_label;
-    let namespace = pg.namespace().unwrap_or_default();
+    let namespace = pg.metadata.namespace.as_deref().unwrap_or_default();
+    let wanted = |name: Option<&str>| desired.iter().any(|d| d.meta().name.as_deref() == name);
+    // Compared in place, without copying names: this runs over the whole cache of the kind.
     let orphans: Vec<_> = store
         .state()
         .into_iter()
         .filter(|o| {
-            o.namespace().as_deref() == Some(namespace.as_str())
-                && o.labels().get(label).map(String::as_str) == Some(pg.cluster_name())
-                && applied_by_us(o.meta())
-                && !desired.iter().any(|d| d.name_any() == o.name_any())
+            let meta = o.meta();
+            meta.namespace.as_deref() == Some(namespace)
+                && meta
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(label))
+                    .map(String::as_str)
+                    == Some(pg.cluster_name())
+                && applied_by_us(meta)
+                && !wanted(meta.name.as_deref())
         })
         .collect();
     for orphan in orphans {
         let name = orphan.name_any();
-        let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+        let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
         match api.delete(&name, &DeleteParams::background()).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => {}
@@ -108,6 +116,36 @@ pub async fn delete_orphans<K: ChildObject>(
         changes.report(ctx, orphan.as_ref(), Outcome::Deleted);
     }
     Ok(())
+}
+
+/// Whether the orphans of `pg` need looking for: objects only stop being wanted when the spec
+/// (its generation) or the configuration changes, so a cluster is scanned once per such change
+/// (and once after a start), not on every reconcile — a scan walks every object of the kind.
+pub fn orphans_may_exist(pg: &Postgresql, config: &std::sync::Arc<common::config::Loaded>) -> bool {
+    let key = pg.metadata.uid.clone().unwrap_or_else(|| pg.name_any());
+    let seen = (
+        pg.metadata.generation.unwrap_or_default(),
+        std::sync::Arc::as_ptr(config) as usize,
+    );
+    scanned().get(&key) != Some(&seen)
+}
+
+/// Records that the orphans of `pg` were removed for its generation and `config`.
+pub fn orphans_removed(pg: &Postgresql, config: &std::sync::Arc<common::config::Loaded>) {
+    let key = pg.metadata.uid.clone().unwrap_or_else(|| pg.name_any());
+    let seen = (
+        pg.metadata.generation.unwrap_or_default(),
+        std::sync::Arc::as_ptr(config) as usize,
+    );
+    scanned().insert(key, seen);
+}
+
+type Scanned = std::collections::HashMap<String, (i64, usize)>;
+
+fn scanned() -> std::sync::MutexGuard<'static, Scanned> {
+    static SCANNED: std::sync::LazyLock<std::sync::Mutex<Scanned>> =
+        std::sync::LazyLock::new(Default::default);
+    SCANNED.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Whether the controller's server-side apply owns fields of the object.
