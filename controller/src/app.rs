@@ -49,6 +49,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let ns = watched.as_deref();
     let started = Stores::start(&client, ns, &config);
     let stores = started.stores;
+    let members = crate::members::start(&client, ns, &config);
 
     let identity = args.identity.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/etc/hostname")
@@ -66,6 +67,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         config: ArcSwap::from_pointee(loaded),
         controller_id: env.controller_id().to_string(),
         stores: stores.clone(),
+        observed: members.observed.clone(),
         events: Events::start(client.clone(), reporter, metrics.events_dropped.clone()),
         metrics,
         caches_ready: AtomicBool::new(false),
@@ -95,7 +97,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     {
         let ctx = ctx.clone();
         background.spawn(async move {
-            if ctx.stores.wait_until_ready().await.is_ok() {
+            if ctx.stores.wait_until_ready().await.is_ok()
+                && ctx.observed.wait_until_ready().await.is_ok()
+            {
                 ctx.caches_ready.store(true, Ordering::Release);
                 tracing::info!("caches synced");
             }
@@ -130,7 +134,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .predicate_filter(reconcile_worthy, Default::default());
     let controller = Controller::for_stream(cluster_changes, clusters)
         .with_config(controller::Config::default().concurrency(concurrency))
-        .reconcile_on(started.triggers)
+        .reconcile_on(futures::stream::select(started.triggers, members.triggers))
         .graceful_shutdown_on(async move {
             runtime::http::shutdown_signal().await;
             tracing::info!("shutting down");

@@ -19,6 +19,8 @@ pub struct Context {
     pub controller_id: String,
     /// Child caches.
     pub stores: Stores,
+    /// What the members show (pods, Patroni's leader lock).
+    pub observed: crate::members::Observed,
     /// Event publisher.
     pub events: Events,
     /// Metrics.

@@ -16,6 +16,7 @@ pub mod deletion;
 pub mod desired;
 pub mod events;
 pub mod leader;
+pub mod members;
 pub mod metrics;
 pub mod reconcile;
 pub mod status;

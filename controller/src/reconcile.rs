@@ -102,8 +102,8 @@ pub async fn reconcile(pg: Arc<Postgresql>, ctx: Arc<Context>) -> Result<Action,
     changes.publish(&ctx, &pg);
     let ignored = common::fields::summary(&valid.ignored);
     let result = match &outcome {
-        Ok(ready) => status::Result::Applied {
-            ready: *ready,
+        Ok(pods) => status::Result::Applied {
+            pods: pods.clone(),
             ignored: ignored.clone(),
         },
         Err(error) => status::Result::Failed(error.to_string()),
@@ -169,14 +169,15 @@ async fn invalid(
     }
 }
 
-/// Applies every child; returns whether the StatefulSet's pods are all ready.
+/// Applies every child; returns whether the database runs: the StatefulSet's pods all ready and
+/// a Patroni leader among them.
 async fn apply_children(
     ctx: &Context,
     valid: &admission::Validated<'_>,
     changes: &Changes,
     config: &common::config::Config,
     namespace: &str,
-) -> Result<bool, Error> {
+) -> Result<status::Pods, Error> {
     let pg = valid.pg;
     let owner = config
         .kubernetes
@@ -187,15 +188,30 @@ async fn apply_children(
     children::apply_all(ctx, changes, pg, &wanted).await?;
 
     let key = ObjectRef::new(pg.cluster_name()).within(namespace);
-    let ready = ctx.stores.statefulsets.get(&key).is_some_and(|sts| {
-        let want = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        let status = sts.status.as_ref();
-        let ready = status.and_then(|s| s.ready_replicas).unwrap_or(0);
-        let current = status.map(|s| s.replicas).unwrap_or(0);
-        let observed = status.and_then(|s| s.observed_generation) >= sts.metadata.generation;
-        observed && ready == want && current == want
-    });
-    Ok(ready)
+    let Some(sts) = ctx.stores.statefulsets.get(&key) else {
+        return Ok(status::Pods::Waiting(
+            "the StatefulSet is not seen yet".into(),
+        ));
+    };
+    let want = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let observed = sts.status.as_ref();
+    let ready = observed.and_then(|s| s.ready_replicas).unwrap_or(0);
+    let current = observed.map(|s| s.replicas).unwrap_or(0);
+    if observed.and_then(|s| s.observed_generation) < sts.metadata.generation
+        || ready != want
+        || current != want
+    {
+        return Ok(status::Pods::Waiting(format!(
+            "{ready} of {want} pods of the StatefulSet are ready"
+        )));
+    }
+    Ok(ctx.observed.leader(
+        config,
+        &ctx.stores.endpoints,
+        namespace,
+        pg.cluster_name(),
+        want,
+    ))
 }
 
 fn warn(ctx: &Context, pg: &Postgresql, reason: &str, note: String) {

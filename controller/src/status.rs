@@ -11,14 +11,33 @@ pub enum Result {
     Invalid(String),
     /// A step failed.
     Failed(String),
-    /// Every child matches the spec; `ready` tells whether the pods are.
+    /// Every child matches the spec; `pods` tells whether the database runs.
     Applied {
-        /// The StatefulSet reports all replicas ready.
-        ready: bool,
+        /// The pods and Patroni's leader.
+        pods: Pods,
         /// The fields the manifest sets that are not acted on yet
         /// ([`common::fields::summary`]): the cluster is then never reported Ready.
         ignored: Option<String>,
     },
+}
+
+/// Whether the cluster's database runs: every pod ready and a Patroni leader running.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pods {
+    /// The pod Patroni's leader runs in.
+    Running(String),
+    /// What is missing, for the Ready condition.
+    Waiting(String),
+}
+
+impl Pods {
+    /// The Ready condition's message (never with "; ", which separates the ignored fields).
+    fn message(&self) -> String {
+        match self {
+            Pods::Running(leader) => format!("all pods are ready and {leader} is Patroni's leader"),
+            Pods::Waiting(why) => format!("waiting: {why}"),
+        }
+    }
 }
 
 fn creating(status: &ClusterStatus) -> bool {
@@ -50,7 +69,8 @@ pub fn ignored_fields_reported(pg: &Postgresql) -> Option<String> {
     )
 }
 
-/// The next status. Running only when the pods are ready; Creating/Updating until then; the
+/// The next status. Running only when the pods are ready and Patroni has a running leader;
+/// Creating/Updating until then; the
 /// failure state names the phase it failed in, as Zalando's does.
 pub fn next(pg: &Postgresql, result: &Result, now: Time) -> PostgresqlStatus {
     let previous = pg.status.clone().unwrap_or_default();
@@ -64,36 +84,29 @@ pub fn next(pg: &Postgresql, result: &Result, now: Time) -> PostgresqlStatus {
             ClusterStatus::UpdateFailed
         }
         Result::Failed(_) => ClusterStatus::SyncFailed,
-        Result::Applied { ready: true, .. } => ClusterStatus::Running,
-        Result::Applied { ready: false, .. } if creating(before) => ClusterStatus::Creating,
-        Result::Applied { ready: false, .. } => ClusterStatus::Updating,
+        Result::Applied {
+            pods: Pods::Running(_),
+            ..
+        } => ClusterStatus::Running,
+        Result::Applied { .. } if creating(before) => ClusterStatus::Creating,
+        Result::Applied { .. } => ClusterStatus::Updating,
     };
     let (ready, ready_reason, ready_message) = match result {
         // The phase stays Zalando's (Running once the pods are), but Ready says the manifest
         // asked for something that did not happen.
         Result::Applied {
-            ready,
+            pods,
             ignored: Some(ignored),
         } => (
             "False",
             common::fields::CONDITION_REASON,
-            format!(
-                "{ignored}; {}",
-                if *ready {
-                    "all pods are ready"
-                } else {
-                    "waiting for the StatefulSet's pods to be ready"
-                }
-            ),
+            format!("{ignored}; {}", pods.message()),
         ),
-        Result::Applied { ready: true, .. } => {
-            ("True", "PodsReady", "all pods are ready".to_string())
-        }
-        Result::Applied { ready: false, .. } => (
-            "False",
-            "PodsNotReady",
-            "waiting for the StatefulSet's pods to be ready".to_string(),
-        ),
+        Result::Applied {
+            pods: pods @ Pods::Running(_),
+            ..
+        } => ("True", "PodsReady", pods.message()),
+        Result::Applied { pods, .. } => ("False", "PodsNotReady", pods.message()),
         Result::Invalid(message) => ("False", "Invalid", message.clone()),
         Result::Failed(message) => ("False", "ReconcileFailed", message.clone()),
     };
@@ -159,7 +172,7 @@ mod tests {
         let creating = next(
             &fresh,
             &Result::Applied {
-                ready: false,
+                pods: Pods::Waiting("no pod is labelled spilo-role=master yet".into()),
                 ignored: None,
             },
             now(),
@@ -168,7 +181,7 @@ mod tests {
         let running = next(
             &pg(Some(creating.clone()), 1),
             &Result::Applied {
-                ready: true,
+                pods: Pods::Running("a-0".into()),
                 ignored: None,
             },
             now(),
@@ -177,7 +190,7 @@ mod tests {
         let updating = next(
             &pg(Some(running.clone()), 2),
             &Result::Applied {
-                ready: false,
+                pods: Pods::Waiting("no pod is labelled spilo-role=master yet".into()),
                 ignored: None,
             },
             now(),
@@ -218,7 +231,7 @@ mod tests {
         let first = next(
             &pg(None, 1),
             &Result::Applied {
-                ready: true,
+                pods: Pods::Running("a-0".into()),
                 ignored: None,
             },
             now(),
@@ -227,7 +240,7 @@ mod tests {
         let again = next(
             &pg(Some(first.clone()), 1),
             &Result::Applied {
-                ready: true,
+                pods: Pods::Running("a-0".into()),
                 ignored: None,
             },
             later,

@@ -287,7 +287,7 @@ async fn a_new_cluster_creates_every_child_then_writes_creating() {
     let ready = status["conditions"][0]["message"].as_str().unwrap();
     assert!(
         ready.starts_with("these fields are not implemented yet and are ignored: spec.users (")
-            && ready.ends_with("; waiting for the StatefulSet's pods to be ready"),
+            && ready.ends_with("; waiting: the StatefulSet is not seen yet"),
         "{ready}"
     );
 
@@ -327,6 +327,33 @@ async fn an_unchanged_cluster_makes_no_api_call() {
     assert_eq!(result.unwrap(), Action::requeue(config.resync_period()));
     assert_eq!(calls.lines(), Vec::<String>::new());
     assert_eq!(calls.events, Vec::new());
+}
+
+/// Ready pods are not a running database: when Patroni's lock names a pod that does not carry
+/// the master label (a failover under way), the only call is the status write, which leaves
+/// Running and says why; nothing is applied.
+#[tokio::test]
+async fn ready_pods_without_a_running_leader_are_not_running() {
+    let ns = "mock-no-leader";
+    let pg = support::running_cluster(ns);
+    let config = Config::default();
+    let mut cached = support::written_children(&config, &pg);
+    for child in cached.iter_mut() {
+        if let support::Cached::Pod(pod) = child {
+            let labels = pod.metadata.labels.as_mut().unwrap();
+            labels.insert("spilo-role".into(), "replica".into());
+        }
+    }
+    let (result, calls, _) = run(pg.clone(), config.clone(), cached, server(&pg)).await;
+    assert_eq!(result.unwrap(), Action::requeue(config.resync_period()));
+    assert_eq!(calls.api.len(), 1, "{:#?}", calls.lines());
+    let status = assert_status_patch(&calls.api[0], ns);
+    assert_eq!(status["PostgresClusterStatus"], "Updating");
+    let ready = status["conditions"][0]["message"].as_str().unwrap();
+    assert!(
+        ready.ends_with("; waiting: no pod is labelled spilo-role=master yet"),
+        "{ready}"
+    );
 }
 
 /// Scenario 3: one Service missing from the cache (deleted by someone): exactly one apply of

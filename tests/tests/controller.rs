@@ -198,7 +198,7 @@ async fn minimal_cluster_gets_its_children_and_becomes_running() -> Result<()> {
         pg["status"]["observedGeneration"],
         pg["metadata"]["generation"]
     );
-    // Running (the pods are ready), but not Ready: its users and databases are not created
+    // Running (the pods are ready and Patroni elected a leader), but not Ready: its users and databases are not created
     // inside PostgreSQL yet, and the status says so rather than pretending.
     let conditions = pg["status"]["conditions"]
         .as_array()
@@ -214,7 +214,13 @@ async fn minimal_cluster_gets_its_children_and_becomes_running() -> Result<()> {
         message.contains("spec.users (") && message.contains("spec.databases ("),
         "{message}"
     );
-    assert!(message.ends_with("all pods are ready"), "{message}");
+    // Running means Patroni has a leader, not only ready pods (the pod runner runs Patroni).
+    assert!(
+        message.ends_with("all pods are ready and acid-minimal-cluster-0 is Patroni's leader")
+            || message
+                .ends_with("all pods are ready and acid-minimal-cluster-1 is Patroni's leader"),
+        "{message}"
+    );
     let listed = kubectl(["get", "postgresql", "acid-minimal-cluster", "-n", n])
         .await?
         .ok()?;

@@ -72,7 +72,14 @@ const OTHERS: &[Need] = &[
         "configmaps",
         &[],
         &["get", "list", "watch"],
-        "the configuration in ConfigMap form (Patroni's DCS ConfigMaps are the pods' business)",
+        "the configuration in ConfigMap form; Patroni's leader lock (read only)",
+    ),
+    (
+        "",
+        "pods",
+        &[],
+        &["list", "watch"],
+        "the members' role labels, readiness and Patroni state: Running needs a leader",
     ),
     (
         "rbac.authorization.k8s.io",

@@ -18,7 +18,7 @@ use controller::metrics::Metrics;
 use controller::stores::Slim;
 use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
-use k8s_openapi::api::core::v1::{Endpoints, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
@@ -291,6 +291,10 @@ pub enum Cached {
     Pdb(PodDisruptionBudget),
     ServiceAccount(ServiceAccount),
     RoleBinding(RoleBinding),
+    /// Observed, never written: a member pod.
+    Pod(Pod),
+    /// Observed, never written: Patroni's ConfigMaps.
+    ConfigMap(ConfigMap),
 }
 
 macro_rules! cached_from {
@@ -309,7 +313,9 @@ cached_from!(
     Secret(Secret),
     Pdb(PodDisruptionBudget),
     ServiceAccount(ServiceAccount),
-    RoleBinding(RoleBinding)
+    RoleBinding(RoleBinding),
+    Pod(Pod),
+    ConfigMap(ConfigMap)
 );
 
 impl Cached {
@@ -323,6 +329,8 @@ impl Cached {
             Cached::Pdb(o) => format!("PodDisruptionBudget/{}", o.name_any()),
             Cached::ServiceAccount(o) => format!("ServiceAccount/{}", o.name_any()),
             Cached::RoleBinding(o) => format!("RoleBinding/{}", o.name_any()),
+            Cached::Pod(o) => format!("Pod/{}", o.name_any()),
+            Cached::ConfigMap(o) => format!("ConfigMap/{}", o.name_any()),
         }
     }
 }
@@ -352,6 +360,8 @@ pub fn context(client: Client, config: Config, cached: Vec<Cached>) -> Arc<Conte
     let mut pdb: Vec<PodDisruptionBudget> = Vec::new();
     let mut sa: Vec<ServiceAccount> = Vec::new();
     let mut rb: Vec<RoleBinding> = Vec::new();
+    let mut pods: Vec<Pod> = Vec::new();
+    let mut cms: Vec<ConfigMap> = Vec::new();
     for object in cached {
         match object {
             Cached::StatefulSet(o) => sts.push(o),
@@ -361,8 +371,14 @@ pub fn context(client: Client, config: Config, cached: Vec<Cached>) -> Arc<Conte
             Cached::Pdb(o) => pdb.push(o),
             Cached::ServiceAccount(o) => sa.push(o),
             Cached::RoleBinding(o) => rb.push(o),
+            Cached::Pod(o) => pods.push(o),
+            Cached::ConfigMap(o) => cms.push(o),
         }
     }
+    let observed = controller::members::Observed {
+        pods: store(pods),
+        config_maps: store(cms),
+    };
     let stores = Stores {
         statefulsets: store(sts),
         services: store(svc),
@@ -385,6 +401,7 @@ pub fn context(client: Client, config: Config, cached: Vec<Cached>) -> Arc<Conte
         }),
         controller_id: String::new(),
         stores,
+        observed,
         events: Events::start(client, reporter, metrics.events_dropped.clone()),
         metrics,
         caches_ready: AtomicBool::new(true),
@@ -420,7 +437,7 @@ pub fn running_cluster(namespace: &str) -> Postgresql {
     pg.status = Some(controller::status::next(
         &pg,
         &controller::status::Result::Applied {
-            ready: true,
+            pods: controller::status::Pods::Running(format!("{CLUSTER}-0")),
             ignored: common::fields::summary(&common::fields::ignored_fields(&pg)),
         },
         now,
@@ -503,9 +520,48 @@ pub fn written_children(config: &Config, pg: &Postgresql) -> Vec<Cached> {
                 Cached::Pdb(o) => as_written(o, version).into(),
                 Cached::ServiceAccount(o) => as_written(o, version).into(),
                 Cached::RoleBinding(o) => as_written(o, version).into(),
+                other => other,
             }
         })
+        .chain(members(config, pg))
         .collect()
+}
+
+/// The cluster's pods and Patroni's leader lock as a running cluster shows them: the first pod
+/// leads (labelled master, ready, Patroni running it as primary), the others are replicas.
+pub fn members(config: &Config, pg: &Postgresql) -> Vec<Cached> {
+    let namespace = pg.namespace().expect("a namespace");
+    let cluster = pg.name_any();
+    let instances = pg.spec.number_of_instances.max(1);
+    let k8s = &config.kubernetes;
+    let mut members: Vec<Cached> = (0..instances)
+        .map(|i| {
+            let (role, state) = if i == 0 {
+                ("master", "primary")
+            } else {
+                ("replica", "replica")
+            };
+            let mut labels: BTreeMap<String, String> = k8s.cluster_labels.clone();
+            labels.insert(k8s.cluster_name_label.clone(), cluster.clone());
+            labels.insert(k8s.pod_role_label.clone(), role.into());
+            let status = json!({"state": "running", "role": state}).to_string();
+            let pod: Pod = serde_json::from_value(json!({
+                "metadata": {"name": format!("{cluster}-{i}"), "namespace": namespace,
+                    "labels": labels, "annotations": {"status": status}},
+                "status": {"podIP": format!("127.10.0.{}", i + 2),
+                    "conditions": [{"type": "Ready", "status": "True"}]}
+            }))
+            .expect("a pod");
+            Cached::Pod(pod)
+        })
+        .collect();
+    let lock: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": format!("{cluster}-leader"), "namespace": namespace,
+            "annotations": {"leader": format!("{cluster}-0")}}
+    }))
+    .expect("a ConfigMap");
+    members.push(Cached::ConfigMap(lock));
+    members
 }
 
 /// The hash [`controller::apply::ensure`] puts on `desired` when it applies it.
