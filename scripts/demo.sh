@@ -78,11 +78,28 @@ start pgop-controller "$CARGO_TARGET_DIR/debug/controller" \
 wait_http pgop-controller "http://127.0.0.1:$CONTROLLER_ADMIN_PORT/readyz" 120
 
 manifest=manifests/minimal-postgres-manifest.yaml
+cluster=acid-minimal-cluster
 log "applying $manifest"
 k apply -f "$manifest"
+# Running means Patroni elected a leader (the pod runner runs real Patroni + PostgreSQL).
 log "waiting for the cluster to be Running"
-k wait --for=jsonpath='{.status.PostgresClusterStatus}'=Running --timeout=180s -f "$manifest" >/dev/null \
-  || die "the cluster is not Running after 180s; see $LOGS/pgop-controller.log"
+k wait --for=jsonpath='{.status.PostgresClusterStatus}'=Running --timeout=300s -f "$manifest" >/dev/null \
+  || die "the cluster is not Running after 300s; see $LOGS/pgop-controller.log and $LOGS/pod-runner.log"
+
+# The master Service's ClusterIP is served by the pod runner (user-space kube-proxy), so this is
+# the command a user runs; the password comes from the Secret the operator wrote.
+major=$(k get postgresql "$cluster" -o jsonpath='{.spec.postgresql.version}')
+psql_bin=$PGOP_CACHE/world/pg/$major/bin/psql
+[ -x "$psql_bin" ] || die "no psql for PostgreSQL $major at $psql_bin (run make world)"
+master_ip=$(k get service "$cluster" -o jsonpath='{.spec.clusterIP}')
+secret=postgres.$cluster.credentials.postgresql.acid.zalan.do
+password_cmd="kubectl get secret $secret -o jsonpath='{.data.password}' | base64 -d"
+password=$(k get secret "$secret" -o jsonpath='{.data.password}' | base64 -d)
+psql_master() { PGPASSWORD=$password PGCONNECT_TIMEOUT=5 "$psql_bin" "host=$master_ip user=postgres dbname=postgres sslmode=prefer" -XtAc "$1"; }
+log "waiting for the master Service to accept writes and the replica to stream"
+streaming() { [ "$(psql_master "select count(*) from pg_stat_replication where state = 'streaming'" 2>/dev/null)" = 1 ]; }
+wait_for "a streaming replica" 240 pod-runner streaming
+psql_master "create table if not exists demo(at timestamptz default now()); insert into demo default values" >/dev/null
 
 echo
 k get pg,sts,svc,secret,pdb,pods -o wide 2>&1 || true
@@ -90,3 +107,7 @@ echo
 echo "The control plane keeps running (slot $PGOP_SLOT, API https://127.0.0.1:$API_PORT). To use it, and to stop it:"
 echo "export KUBECONFIG=$KUBECONFIG_LOCAL"
 echo "make down"
+echo
+echo "The cluster $cluster runs real Patroni + PostgreSQL $major: a leader and a streaming replica."
+echo "Connect to the master through its Service:"
+echo "PGPASSWORD=\$($password_cmd) $psql_bin -h $master_ip -U postgres -c 'select * from demo'"
