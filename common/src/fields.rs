@@ -48,6 +48,10 @@ pub static ACTED_ON: &[&str] = &[
     // synchronous_node_count also size the primary PodDisruptionBudget.
     "spec.patroni",
     "spec.resources",
+    // CLONE_* and STANDBY_* variables of the postgres container, read by Spilo at bootstrap
+    // (controller/src/desired/sources.rs).
+    "spec.clone",
+    "spec.standby",
     "spec.spiloRunAsUser",
     "spec.spiloRunAsGroup",
     "spec.spiloFSGroup",
@@ -205,14 +209,6 @@ pub static NOT_YET: &[NotYet] = &[
         "spec.maintenanceWindows",
         "the operator runs no rolling updates, switchovers or major upgrades yet, so there is nothing to schedule; a changed pod setting reaches a pod whenever that pod is next recreated",
     ),
-    not_yet(
-        "spec.clone",
-        "the cluster is initialized empty: no basebackup or point-in-time restore from the source is done",
-    ),
-    not_yet(
-        "spec.standby",
-        "the cluster does not replicate from the source; it runs as an independent primary",
-    ),
     not_yet("spec.enableLogicalBackup", NO_LOGICAL_BACKUP),
     gated(
         "spec.logicalBackupRetention",
@@ -280,6 +276,14 @@ pub static NOT_YET_ON_CHANGE: &[NotOnChange] = &[
     on_change("spec.patroni.synchronous_mode_strict", NO_DCS_UPDATE),
     on_change("spec.patroni.synchronous_node_count", NO_DCS_UPDATE),
     on_change("spec.patroni.failsafe_mode", NO_DCS_UPDATE),
+    on_change(
+        "spec.clone",
+        "a clone source is read only when the cluster is created; the running cluster keeps its data",
+    ),
+    on_change(
+        "spec.standby",
+        "Patroni's standby_cluster configuration is not updated yet: a removed section does not promote the cluster and a changed source is not followed",
+    ),
 ];
 
 /// A field of one manifest that the operator ignores, with the reason users read.

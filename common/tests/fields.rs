@@ -193,8 +193,6 @@ fn complete_manifest() {
             "spec.databases",
             "spec.preparedDatabases",
             "spec.maintenanceWindows",
-            "spec.clone",
-            "spec.standby",
             "spec.tls",
             "spec.additionalVolumes",
             "spec.streams",
@@ -319,8 +317,6 @@ const SAMPLES: &[(&str, &str)] = &[
         "spec.maintenanceWindows",
         "maintenanceWindows: [\"01:00-02:00\"]",
     ),
-    ("spec.clone", "clone: {cluster: acid-source}"),
-    ("spec.standby", "standby: {s3_wal_path: \"s3://b/w\"}"),
     ("spec.enableLogicalBackup", "enableLogicalBackup: true"),
     (
         "spec.logicalBackupRetention",
@@ -388,15 +384,18 @@ fn connection_pooler_section_alone_enables_the_pooler() {
 
 #[test]
 fn warnings_and_summary_name_each_field_with_its_reason() {
-    let pg = pg("clone: {cluster: acid-source}\ntls: {secretName: pg-tls}");
-    let clone = NOT_YET.iter().find(|f| f.path == "spec.clone").unwrap();
+    let pg = pg("enableLogicalBackup: true\ntls: {secretName: pg-tls}");
+    let backup = NOT_YET
+        .iter()
+        .find(|f| f.path == "spec.enableLogicalBackup")
+        .unwrap();
     let tls = NOT_YET.iter().find(|f| f.path == "spec.tls").unwrap();
     assert_eq!(
         warnings(&pg),
         [
             format!(
-                "spec.clone is not implemented yet and will be ignored: {}",
-                clone.reason
+                "spec.enableLogicalBackup is not implemented yet and will be ignored: {}",
+                backup.reason
             ),
             format!(
                 "spec.tls is not implemented yet and will be ignored: {}",
@@ -407,8 +406,8 @@ fn warnings_and_summary_name_each_field_with_its_reason() {
     assert_eq!(
         summary(&ignored_fields(&pg)).unwrap(),
         format!(
-            "these fields are not implemented yet and are ignored: spec.clone ({}); spec.tls ({})",
-            clone.reason, tls.reason
+            "these fields are not implemented yet and are ignored: spec.enableLogicalBackup ({}); spec.tls ({})",
+            backup.reason, tls.reason
         )
     );
     assert_eq!(common::fields::CONDITION_REASON, "UnsupportedField");
@@ -457,19 +456,17 @@ fn validation_reports_ignored_fields_and_ignored_changes() {
         controller_id: "",
         today: "2026-01-01",
     };
-    let cloned = pg("clone: {cluster: acid-source}\nallowedSourceRanges: [127.0.0.1/32]");
+    let cloned = pg("enableLogicalBackup: true\nallowedSourceRanges: [127.0.0.1/32]");
     let verdict = admission::validate(&ctx, Operation::Create, None, &cloned, Some("17"));
     assert!(verdict.allowed(), "{verdict:?}");
     assert!(
-        verdict
-            .warnings
-            .iter()
-            .any(|w| w.starts_with("spec.clone is not implemented yet and will be ignored: ")),
+        verdict.warnings.iter().any(|w| w
+            .starts_with("spec.enableLogicalBackup is not implemented yet and will be ignored: ")),
         "{:?}",
         verdict.warnings
     );
     let valid = admission::check(&ctx, &cloned).expect("valid");
-    assert_eq!(paths(&valid.ignored), ["spec.clone"]);
+    assert_eq!(paths(&valid.ignored), ["spec.enableLogicalBackup"]);
     assert_eq!(valid.instances, 1);
     assert_eq!(valid.source_ranges, ["127.0.0.1/32"]);
 

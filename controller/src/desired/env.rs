@@ -1,9 +1,9 @@
 //! Environment of the postgres container (Zalando's `generateSpiloPodEnvVars`, §4(h)).
 //!
 //! Groups in order, first occurrence of a name (case-insensitive) winning: 1. operator-fixed
-//! variables, 2. `spec.env`, 7. WAL/log bucket settings. Clone/standby variables (3, 4),
-//! `pod_environment_secret`/`pod_environment_configmap` (5, 6, which need API reads) and TLS (8)
-//! are added by later issues; [`append`] is the de-duplicating helper they use.
+//! variables, 2. `spec.env`, 3. and 4. clone and standby ([`super::sources`]), 7. WAL/log
+//! bucket settings. `pod_environment_secret`/`pod_environment_configmap` (5, 6, which need API
+//! reads) and TLS (8) are added by later issues; [`append`] is the de-duplicating helper they use.
 
 use super::spilo;
 use common::config::Config;
@@ -174,6 +174,12 @@ pub fn postgres(config: &Config, pg: &Postgresql) -> Vec<EnvVar> {
     let mut env = Vec::new();
     append(&mut env, operator_fixed(config, pg));
     append(&mut env, pg.spec.env.iter().flatten().cloned());
+    if let Some(clone) = &pg.spec.clone {
+        append(&mut env, super::sources::clone(config, clone));
+    }
+    if let Some(standby) = &pg.spec.standby {
+        append(&mut env, super::sources::standby(config, standby));
+    }
     append(&mut env, buckets(config, pg));
     env
 }

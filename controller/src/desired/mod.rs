@@ -14,6 +14,7 @@ pub mod rbac;
 mod resources;
 pub mod secrets;
 pub mod services;
+mod sources;
 mod spilo;
 pub mod statefulset;
 mod volumes;
