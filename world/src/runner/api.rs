@@ -4,7 +4,9 @@
 //! runtime: call them only from a blocking thread (`spawn_blocking`).
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
+};
 use kube::Client;
 use kube::api::{Api, PostParams};
 use tokio::runtime::Handle;
@@ -36,6 +38,18 @@ impl Objects for ApiLookups {
     fn config_map(&self, namespace: &str, name: &str) -> Result<Option<ConfigMap>, LookupError> {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
         absent_or_err(self.handle.block_on(api.get(name)))
+    }
+}
+
+impl ApiLookups {
+    /// The ClusterIP of a Service, if it exists and has one.
+    pub fn service_ip(&self, namespace: &str, name: &str) -> Result<Option<String>, LookupError> {
+        let api: Api<Service> = Api::namespaced(self.client.clone(), namespace);
+        let service = absent_or_err(self.handle.block_on(api.get(name)))?;
+        Ok(service
+            .and_then(|s| s.spec)
+            .and_then(|s| s.cluster_ip)
+            .filter(|ip| !ip.is_empty() && ip != "None"))
     }
 }
 

@@ -148,6 +148,31 @@ fn self_signed(dir: &Path, name: &str, user: &User) -> Result<Tls, PrepareError>
     })
 }
 
+/// The clone or standby source hosts that name a Service, mapped to its ClusterIP (the runner
+/// serves it, so the source's current primary answers there).
+fn source_hosts(
+    lookups: &ApiLookups,
+    env: &Env,
+    namespace: &str,
+) -> Result<BTreeMap<String, String>, PrepareError> {
+    let mut hosts = BTreeMap::new();
+    for variable in spilo::HOST_VARIABLES {
+        let Some(host) = spilo::get(env, variable) else {
+            continue;
+        };
+        let Some((ns, name)) = spilo::service_of(host, namespace) else {
+            continue;
+        };
+        let ip = lookups
+            .service_ip(&ns, &name)
+            .map_err(|e| create_error(format!("{variable}: Service {ns}/{name}: {e}")))?;
+        if let Some(ip) = ip {
+            hosts.insert(host.to_string(), ip);
+        }
+    }
+    Ok(hosts)
+}
+
 /// Everything up to the process: the container's supervised spec, and Spilo's warnings.
 pub fn prepare(
     ctx: &Context,
@@ -231,7 +256,7 @@ pub fn prepare(
         kubeconfig,
         context,
         tls,
-        hosts: BTreeMap::new(),
+        hosts: source_hosts(lookups, &env, namespace)?,
     };
     let member = Member {
         name,

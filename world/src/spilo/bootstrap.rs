@@ -3,10 +3,10 @@
 //! reads them; and the WAL-storage variants this world cannot serve yet.
 //!
 //! Hosts: the operator names the source by its master Service (`CLONE_HOST` = the source
-//! cluster's name) or by whatever the manifest says (`STANDBY_HOST`). Services have no endpoints
-//! on loopback and there is no cluster DNS, so the runner resolves a host to the current primary
-//! pod's IP and passes that map in; a literal IP must be in 127.0.0.0/8 (nothing in this world
-//! may dial anywhere else).
+//! cluster's name) or by whatever the manifest says (`STANDBY_HOST`). There is no cluster DNS,
+//! so the runner resolves a Service's DNS name ([`service_of`]) to its ClusterIP, which it
+//! serves itself, and passes that map in; a literal IP must be in 127.0.0.0/8 (nothing in this
+//! world may dial anywhere else).
 
 use super::{Env, SpiloError, get};
 use serde_json::{Value, json};
@@ -27,6 +27,32 @@ fn wal_storage_variable(env: &Env, prefix: &str) -> Option<String> {
     names.push(format!("{prefix}AZURE_STORAGE_ACCOUNT"));
     names.into_iter().find(|n| get(env, n).is_some())
 }
+
+/// The Service (namespace, name) a host name means inside a pod of `namespace`, as cluster DNS
+/// would answer it: `name`, `name.ns`, `name.ns.svc` and `name.ns.svc.cluster.local`. `None` for
+/// an IP or any other name.
+pub fn service_of(host: &str, namespace: &str) -> Option<(String, String)> {
+    if host.parse::<IpAddr>().is_ok() {
+        return None;
+    }
+    let host = host.trim_end_matches('.');
+    let host = host.strip_suffix(".cluster.local").unwrap_or(host);
+    let host = host.strip_suffix(".svc").unwrap_or(host);
+    let label = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    match host.split('.').collect::<Vec<_>>().as_slice() {
+        [name] if label(name) => Some((namespace.to_string(), name.to_string())),
+        [name, ns] if label(name) && label(ns) => Some((ns.to_string(), name.to_string())),
+        _ => None,
+    }
+}
+
+/// The variables naming a host the runner resolves.
+pub const HOST_VARIABLES: [&str; 2] = ["CLONE_HOST", "STANDBY_HOST"];
 
 /// The runner's answer for a host name: the IP to dial, or why not.
 pub(super) fn resolve(
@@ -246,6 +272,29 @@ mod tests {
             resolve("CLONE_HOST", "127.10.0.9", &hosts).unwrap(),
             "127.10.0.9"
         );
+        assert!(matches!(
+            resolve("CLONE_HOST", "other", &hosts),
+            Err(SpiloError::UnresolvedHost { .. })
+        ));
+        assert_eq!(
+            service_of("acid-source", "ns"),
+            Some(("ns".into(), "acid-source".into()))
+        );
+        for host in [
+            "acid-source.other",
+            "acid-source.other.svc",
+            "acid-source.other.svc.cluster.local",
+            "acid-source.other.svc.cluster.local.",
+        ] {
+            assert_eq!(
+                service_of(host, "ns"),
+                Some(("other".into(), "acid-source".into())),
+                "{host}"
+            );
+        }
+        for host in ["127.0.0.5", "db.example.com", "Acid", ""] {
+            assert_eq!(service_of(host, "ns"), None, "{host}");
+        }
         assert!(matches!(
             resolve("CLONE_HOST", "other", &hosts),
             Err(SpiloError::UnresolvedHost { .. })

@@ -17,6 +17,7 @@
 //! result's `warnings` or documented in [`defaults`] (callbacks, PAM, WAL archiving, bg_mon).
 
 mod bootstrap;
+pub use bootstrap::{HOST_VARIABLES, service_of};
 pub mod defaults;
 #[cfg(test)]
 mod tests;
@@ -64,8 +65,10 @@ pub enum SpiloError {
         /// The variables missing or empty.
         missing: Vec<&'static str>,
     },
-    /// A source host the runner could not resolve (yet: the source primary may not exist).
-    #[error("{variable}={host:?}: no running primary known for this host")]
+    /// A source host the runner could not resolve (yet: the source's Service may not exist).
+    #[error(
+        "{variable}={host:?}: not an IP and no Service of that name with a ClusterIP (there is no other DNS here)"
+    )]
     UnresolvedHost {
         /// `CLONE_HOST` or `STANDBY_HOST`.
         variable: &'static str,

@@ -192,8 +192,22 @@ fn minimal_manifest_gives_a_configmaps_member_on_its_pod_ip() {
 }
 
 #[test]
-fn complete_manifest_merges_over_spilo_defaults() {
+fn the_complete_manifests_archive_clone_is_refused_by_name() {
     let env = operator_env(&Config::default(), &manifest(COMPLETE));
+    let refused = patroni_config(&env, &member("acid-test-cluster-0"), &paths());
+    assert!(
+        matches!(&refused, Err(SpiloError::WalStorage { what }) if what.contains("CLONE_WITH_WALE")),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn complete_manifest_merges_over_spilo_defaults() {
+    let mut pg = manifest(COMPLETE);
+    // Its clone restores from a WAL archive and its standby replays one: refused here (below).
+    pg.spec.clone = None;
+    pg.spec.standby = None;
+    let env = operator_env(&Config::default(), &pg);
     let c = launch(&env).config;
     let dcs = &c["bootstrap"]["dcs"];
     let dcs_params = &dcs["postgresql"]["parameters"];

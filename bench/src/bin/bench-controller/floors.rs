@@ -148,7 +148,9 @@ pub async fn same_objects(client: &Client, n: usize, verb: Verb, scope: Scope) -
             let status = controller::status::next(
                 pg,
                 &controller::status::Result::Applied {
-                    ready: false,
+                    pods: controller::status::Pods::Waiting(
+                        "the StatefulSet is not seen yet".into(),
+                    ),
                     ignored: ignored.clone(),
                 },
                 Time(now),
