@@ -340,3 +340,40 @@ pub fn port_open(ip: &str, port: u16) -> Result<bool> {
     }
     Ok(TcpStream::connect_timeout(&SocketAddr::new(addr, port), Duration::from_secs(2)).is_ok())
 }
+
+/// The uid of `pod`.
+pub async fn pod_uid(ns: &str, pod: &str) -> Result<String> {
+    let p = json(&["get", "pod", pod, "-n", ns]).await?;
+    Ok(p["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// The uid of `pod`'s `pgdata` claim.
+pub async fn claim_uid(ns: &str, pod: &str) -> Result<String> {
+    let pvc = json(&["get", "pvc", &format!("pgdata-{pod}"), "-n", ns]).await?;
+    Ok(pvc["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// The pod runner's folder of a claim (`.local/state/world/pvcs/<claim uid>`).
+pub fn claim_dir(claim_uid: &str) -> PathBuf {
+    paths::local_dir().join("state/world/pvcs").join(claim_uid)
+}
+
+/// `kill -9` of the pod's container (PID 1 of its namespace: Patroni and PostgreSQL die with
+/// it); the PID killed.
+pub fn kill_container(pod: &str, uid: &str) -> Result<u32> {
+    let init = container_init(uid)
+        .with_context(|| format!("no container process of {pod} (uid {uid}) on this machine"))?;
+    let status = Command::new("kill")
+        .args(["-9", &init.pid.to_string()])
+        .status()?;
+    if !status.success() {
+        bail!("kill -9 {} ({}) failed", init.pid, init.cmdline);
+    }
+    Ok(init.pid)
+}

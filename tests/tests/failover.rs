@@ -1,10 +1,13 @@
 //! High availability of real Patroni + PostgreSQL members (issue 12, point 4), through the API
 //! server, kubectl, psql and the members' processes:
 //!
-//! - three members: one leader, two streaming replicas that see the master's rows; `kill -9` of
-//!   the master's container promotes a replica (labels, leader ConfigMap and the master Service
-//!   follow) and the restarted old master rejoins as a replica; a deleted replica pod comes back
-//!   with its data; a deleted master pod fails over and comes back as a replica;
+//! - three members: one leader, two streaming replicas that see the master's rows. One `kill -9`
+//!   of the master's container: the runner restarts it at once (the kubelet's first restart has
+//!   no back-off), so Patroni takes its still valid leader key back and no failover happens. A
+//!   master whose container crash-loops (killed on each start) loses its key after the ttl: a
+//!   replica is promoted (labels, leader ConfigMap and the master Service follow) and the old
+//!   master, once its back-off ends, rejoins as a replica (pg_rewind). A deleted replica pod
+//!   comes back with its data; a deleted master pod fails over and comes back as a replica;
 //! - scaling 1 → 3 → 1 starts streaming replicas and stops the removed members' processes;
 //!   deleting the cluster stops every member and frees the claims' folders.
 //!
@@ -19,10 +22,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use e2e::command::{kubectl, kubectl_with_stdin};
 use e2e::eventually::eventually_with;
-use e2e::paths;
 use e2e::patroni::{
-    TIMEOUT, container_init, json, leader_annotation, manifest_with, password, pods,
-    pods_with_role, port_open, processes_referencing, replication, restart_count, setup, sql,
+    TIMEOUT, claim_dir, claim_uid, container_init, json, kill_container, leader_annotation,
+    manifest_with, password, pod_uid, pods, pods_with_role, port_open, processes_referencing,
+    replication, restart_count, setup, sql,
 };
 
 const PATRONI: &str = "    ttl: 20\n    loop_wait: 5\n    retry_timeout: 5\n";
@@ -123,43 +126,6 @@ async fn master_service_ip(ns: &str, cluster: &str) -> Result<String> {
         "ClusterIP {ip:?} of {cluster} outside loopback"
     );
     Ok(ip.to_string())
-}
-
-async fn pod_uid(ns: &str, pod: &str) -> Result<String> {
-    let p = json(&["get", "pod", pod, "-n", ns]).await?;
-    Ok(p["metadata"]["uid"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string())
-}
-
-async fn claim_uid(ns: &str, pod: &str) -> Result<String> {
-    let pvc = json(&["get", "pvc", &format!("pgdata-{pod}"), "-n", ns]).await?;
-    Ok(pvc["metadata"]["uid"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string())
-}
-
-/// The runner's folder of a claim (`.local/state/world/pvcs/<claim uid>`).
-fn claim_dir(claim_uid: &str) -> PathBuf {
-    paths::local_dir().join("state/world/pvcs").join(claim_uid)
-}
-
-/// `kill -9` of the pod's container (PID 1 of its namespace: Patroni and PostgreSQL die with it).
-fn kill_container(pod: &str, uid: &str) -> Result<u32> {
-    let init = container_init(uid)
-        .with_context(|| format!("no container process of {pod} (uid {uid}) on this machine"))?;
-    let status = std::process::Command::new("kill")
-        .args(["-9", &init.pid.to_string()])
-        .status()?;
-    ensure!(
-        status.success(),
-        "kill -9 {} ({}) failed",
-        init.pid,
-        init.cmdline
-    );
-    Ok(init.pid)
 }
 
 /// Waits until `pod` exists again with a uid other than `old_uid`; returns the new uid.
@@ -365,11 +331,6 @@ async fn three_members_stream_fail_over_and_rejoin() -> Result<()> {
     Ok(())
 }
 
-/// The pods' processes (by pod uid: Patroni's run dir; by claim uid: PostgreSQL's data dir).
-fn member_processes(uids: &[&str]) -> Vec<e2e::patroni::Proc> {
-    processes_referencing(uids)
-}
-
 /// Waits until nothing runs for the members (pod, IP, pod uid, claim uid): no process, 5432 and
 /// 8008 closed on their IPs.
 async fn members_stopped(members: &[(String, String, String, String)]) -> Result<()> {
@@ -382,7 +343,7 @@ async fn members_stopped(members: &[(String, String, String, String)]) -> Result
                 .iter()
                 .flat_map(|(_, _, p, c)| [p.as_str(), c.as_str()])
                 .collect();
-            let left = member_processes(&uids);
+            let left = processes_referencing(&uids);
             ensure!(left.is_empty(), "processes left: {left:?}");
             for (pod, ip, _, _) in members {
                 for port in [5432, 8008] {
