@@ -12,6 +12,7 @@ pub mod crds;
 pub mod eventually;
 pub mod namespace;
 pub mod paths;
+pub mod patroni;
 pub mod postgres;
 pub mod process;
 pub mod promtext;

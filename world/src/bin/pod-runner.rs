@@ -70,9 +70,14 @@ fn main() -> anyhow::Result<()> {
             });
             tracing::info!(state = %ctx.state_dir.display(), cache = %ctx.cache.display(), "pod runner started");
             let services = tokio::spawn(runner::services::serve(ctx.client.clone()));
+            let claims = tokio::spawn(runner::claims::collect(
+                ctx.client.clone(),
+                ctx.state_dir.join("pvcs"),
+            ));
             tokio::select! {
                 result = runner::run(ctx) => result,
                 result = services => result?,
+                result = claims => result?,
                 _ = tokio::signal::ctrl_c() => Ok(()),
                 _ = sigterm() => Ok(()),
             }

@@ -16,6 +16,7 @@
 //! reason, a `Ready=False` condition naming it, and a log line.
 
 pub mod api;
+pub mod claims;
 pub mod member;
 pub mod services;
 pub mod status;
