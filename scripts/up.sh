@@ -145,19 +145,27 @@ wait_for "etcd /health" 30 etcd curl -fsS "http://127.0.0.1:$ETCD_CLIENT_PORT/he
 # --- kube-apiserver --------------------------------------------------------------------------
 port_free_or_ours "$API_PORT" kube-apiserver API_PORT
 mkdir -p "$STATE/apiserver"
-start kube-apiserver "$BIN_K8S/kube-apiserver" \
-  --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" \
-  --bind-address=127.0.0.1 --secure-port="$API_PORT" \
-  --advertise-address=127.0.0.1 --endpoint-reconciler-type=none \
-  --cert-dir="$STATE/apiserver" \
-  --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
-  --client-ca-file="$PKI/ca.crt" \
-  --authorization-mode=Node,RBAC \
-  --service-account-issuer="https://127.0.0.1:$API_PORT" \
-  --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
-  --service-cluster-ip-range="$SERVICE_CIDR" \
-  --allow-privileged=true \
+# The audit log records what the service accounts do (scripts/kube/audit-policy.yaml): the
+# proof that the pods' ClusterRole is what Patroni needs.
+APISERVER_ARGS=(
+  --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT"
+  --bind-address=127.0.0.1 --secure-port="$API_PORT"
+  --advertise-address=127.0.0.1 --endpoint-reconciler-type=none
+  --cert-dir="$STATE/apiserver"
+  --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key"
+  --client-ca-file="$PKI/ca.crt"
+  --authorization-mode=Node,RBAC
+  --service-account-issuer="https://127.0.0.1:$API_PORT"
+  --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key"
+  --service-cluster-ip-range="$SERVICE_CIDR"
+  --allow-privileged=true
   --profiling=false
+  --audit-policy-file="$REPO_ROOT/scripts/kube/audit-policy.yaml"
+  --audit-log-path="$LOGS/audit.log" --audit-log-format=json
+  --audit-log-maxsize=200 --audit-log-maxbackup=1
+)
+stop_if_stale kube-apiserver "$BIN_K8S/kube-apiserver" "${APISERVER_ARGS[@]}"
+start kube-apiserver "$BIN_K8S/kube-apiserver" "${APISERVER_ARGS[@]}"
 readyz() {
   curl -fsS --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
     "https://127.0.0.1:$API_PORT/readyz" | grep -qx ok

@@ -233,6 +233,24 @@ pub async fn replication(master_ip: &str, password: &str) -> Result<Vec<(String,
     Ok(rows)
 }
 
+/// Waits until the master at `master_ip` has `replicas` replicas in state `streaming`.
+pub async fn wait_streaming(master_ip: &str, password: &str, replicas: usize) -> Result<()> {
+    crate::eventually::eventually_with(
+        &format!("{replicas} streaming replicas"),
+        TIMEOUT,
+        Duration::from_millis(500),
+        || async {
+            let rows = replication(master_ip, password).await?;
+            let streaming = rows.iter().filter(|(_, s)| s == "streaming").count();
+            if streaming != replicas {
+                bail!("replication: {rows:?}");
+            }
+            Ok(())
+        },
+    )
+    .await
+}
+
 /// The cluster's pods as (name, IP, uid), sorted by name.
 pub async fn pods(ns: &str, cluster: &str) -> Result<Vec<(String, String, String)>> {
     let list = json(&[

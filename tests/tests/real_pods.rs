@@ -7,8 +7,8 @@
 
 use anyhow::{Result, bail};
 use e2e::command::kubectl_with_stdin;
-use e2e::patroni::{TIMEOUT, json, manifest, pods_with_role, setup, sql, writable_master};
-use std::time::{Duration, Instant};
+use e2e::patroni::{json, manifest, pods_with_role, setup, sql, wait_streaming, writable_master};
+use std::time::Instant;
 
 #[tokio::test]
 async fn one_instance_gets_a_master_elected_by_patroni_that_psql_reaches() -> Result<()> {
@@ -66,27 +66,11 @@ async fn two_instances_stream_and_the_replica_sees_the_masters_rows() -> Result<
         .ok()?;
     let (_, ip, pw) = writable_master(n, "acid-two").await?;
     eprintln!("apply -> writable master: {:?}", started.elapsed());
-    let replica_ip = e2e::eventually::eventually_with(
-        "a streaming replica",
-        TIMEOUT,
-        Duration::from_millis(500),
-        || async {
-            let streaming = sql(
-                &ip,
-                &pw,
-                "select count(*) from pg_stat_replication where state = 'streaming'",
-            )
-            .await?;
-            if streaming != "1" {
-                bail!("{streaming} streaming replicas");
-            }
-            match pods_with_role(n, "acid-two", "replica").await?.as_slice() {
-                [(_, replica_ip)] => Ok(replica_ip.clone()),
-                other => bail!("{} pods labelled replica", other.len()),
-            }
-        },
-    )
-    .await?;
+    wait_streaming(&ip, &pw, 1).await?;
+    let replica_ip = match pods_with_role(n, "acid-two", "replica").await?.as_slice() {
+        [(_, replica_ip)] => replica_ip.clone(),
+        other => bail!("{} pods labelled replica", other.len()),
+    };
     eprintln!("apply -> streaming replica: {:?}", started.elapsed());
     sql(
         &ip,

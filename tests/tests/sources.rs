@@ -3,117 +3,20 @@
 //! `standby_host` (a standby cluster streaming from the source). One source serves both, so the
 //! test costs three single-member clusters.
 
-use anyhow::{Context, Result, bail};
-use e2e::command::{kubectl, kubectl_with_stdin};
-use e2e::{cluster::cluster, namespace::TestNamespace, paths};
+use anyhow::{Result, bail};
+use e2e::command::kubectl_with_stdin;
+use e2e::patroni::{MAJOR, TIMEOUT, password, setup, sql};
 use serde_json::{Value, json};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-const MAJOR: &str = "17";
-const TIMEOUT: Duration = Duration::from_secs(300);
-
-struct Controller(Child);
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn setup(prefix: &str) -> Result<(TestNamespace, Controller)> {
-    let pids = paths::local_dir().join("pids");
-    let pid = std::fs::read_to_string(pids.join("pod-runner.pid"))
-        .context("no pod runner pid file: run make up")?;
-    if !std::path::Path::new(&format!("/proc/{}", pid.trim())).exists() {
-        bail!("the pod runner is not running: run make up");
-    }
-    let cluster = cluster().await?;
-    e2e::crds::install_crds(&cluster.client).await?;
-    let ns = TestNamespace::new(&cluster, prefix).await?;
-    let config = json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "postgres-operator", "namespace": ns.name},
-        "data": {"enable_crd_registration": "false", "resync_period": "5s", "repair_period": "5s"}});
-    kubectl_with_stdin(["apply", "-f", "-"], &config.to_string())
-        .await?
-        .ok()?;
-    let log = std::fs::File::create(
-        paths::local_dir()
-            .join("logs")
-            .join(format!("controller-{}.log", ns.name)),
-    )?;
-    let child = Command::new(e2e::process::workspace_binary("controller")?)
-        .args([
-            "--admin-listen",
-            &format!("127.0.0.1:{}", e2e::process::free_port()),
-        ])
-        .args(["--leader-election", "false"])
-        .env("KUBECONFIG", paths::kubeconfig())
-        .env("CONFIG_MAP_NAME", format!("{}/postgres-operator", ns.name))
-        .env("OPERATOR_NAMESPACE", &ns.name)
-        .env("WATCHED_NAMESPACE", &ns.name)
-        .env("RUST_LOG", "info,kube=warn")
-        .env_remove("POSTGRES_OPERATOR_CONFIGURATION_OBJECT")
-        .env_remove("CONTROLLER_ID")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .context("starting the controller")?;
-    Ok((ns, Controller(child)))
-}
-
-fn psql_bin() -> PathBuf {
-    let cache = std::env::var_os("PGOP_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/pgop")
-        });
-    cache.join("world/pg").join(MAJOR).join("bin/psql")
-}
-
-/// `psql -AtX -c sql` as postgres against `ip`; the trimmed output.
-async fn sql(ip: &str, password: &str, sql: &str) -> Result<String> {
-    let out = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio::process::Command::new(psql_bin())
-            .args([
-                "-h", ip, "-U", "postgres", "-d", "postgres", "-AtX", "-c", sql,
-            ])
-            .env("PGPASSWORD", password)
-            .env("PGCONNECT_TIMEOUT", "3")
-            .output(),
-    )
-    .await
-    .context("psql timed out")??;
-    if !out.status.success() {
-        bail!(
-            "psql -h {ip}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
 
 async fn get(ns: &str, args: &[&str]) -> Result<Value> {
     let mut all = vec!["get", "-n", ns];
     all.extend(args);
-    all.extend(["-o", "json"]);
-    Ok(serde_json::from_str(&kubectl(all).await?.ok()?.stdout)?)
+    e2e::patroni::json(&all).await
 }
 
 fn secret_name(user: &str, cluster: &str) -> String {
     format!("{user}.{cluster}.credentials.postgresql.acid.zalan.do")
-}
-
-async fn password(ns: &str, cluster: &str) -> Result<String> {
-    let template = "go-template={{.data.password | base64decode}}";
-    let name = secret_name("postgres", cluster);
-    Ok(kubectl(["get", "secret", &name, "-n", ns, "-o", template])
-        .await?
-        .ok()?
-        .stdout)
 }
 
 /// Applies a 1-member cluster with `extra` spec fields (JSON) and waits until its status is
