@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 
 use super::Context;
 use super::api::ApiLookups;
+use super::kubelet_io::{self, ExecTarget};
 use crate::env::{self, Allocatable};
 use crate::spilo::{self, Env, Member, Paths, Tls};
 use crate::supervisor::{Backoff, ContainerSpec, Isolation, RestartPolicy, User};
@@ -24,6 +25,9 @@ use crate::volumes::{self, Mount, Roots, Sources};
 pub fn is_spilo_image(image: Option<&str>) -> bool {
     image.is_some_and(|i| i.contains("spilo"))
 }
+
+/// The system part of a container's `PATH` (after its own tools).
+pub const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Why a container cannot start, as the kubelet reports it in `state.waiting`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,14 +152,15 @@ fn self_signed(dir: &Path, name: &str, user: &User) -> Result<Tls, PrepareError>
     })
 }
 
-/// Everything up to the process: the container's supervised spec, and Spilo's warnings.
+/// Everything up to the process: the container's supervised spec, Spilo's warnings, and how
+/// `kubectl exec` runs a command in the container.
 pub fn prepare(
     ctx: &Context,
     lookups: &ApiLookups,
     pod: &Pod,
     container: &Container,
     allocatable: &Allocatable,
-) -> Result<(ContainerSpec, Vec<String>), PrepareError> {
+) -> Result<(ContainerSpec, Vec<String>, ExecTarget), PrepareError> {
     let name = pod.metadata.name.as_deref().unwrap_or_default();
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let spec = pod.spec.clone().unwrap_or_default();
@@ -250,6 +255,28 @@ pub fn prepare(
     process_env.push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()));
     process_env.push(("HOME".into(), run_dir.display().to_string()));
     process_env.push(("PYTHONUNBUFFERED".into(), "1".into()));
+    // A command run in the container (`kubectl exec`) sees the container's variables, with the
+    // major's tools and patronictl first on PATH and libpq pointed at the member's socket, as
+    // in Spilo, where they are on PATH and the socket is in libpq's default folder.
+    let venv_bin = crate::majors::patroni(&ctx.cache)
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let mut exec_overrides: Vec<(String, String)> = launch.env.clone().into_iter().collect();
+    exec_overrides.extend([
+        (
+            "PATH".to_string(),
+            format!("{}:{venv_bin}:{SYSTEM_PATH}", paths.bin_dir.display()),
+        ),
+        ("HOME".to_string(), run_dir.display().to_string()),
+        ("PGHOST".to_string(), run_dir.display().to_string()),
+    ]);
+    let exec = ExecTarget {
+        work_dir: run_dir.clone(),
+        env: kubelet_io::exec_env(resolved.vars(), &exec_overrides),
+        uid: user.uid,
+        gid: user.gid,
+    };
     let grace = spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64;
     let spec = ContainerSpec {
         name: container.name.clone(),
@@ -266,7 +293,7 @@ pub fn prepare(
         backoff: Backoff::default(),
         isolation: Isolation::best(),
     };
-    Ok((spec, launch.warnings))
+    Ok((spec, launch.warnings, exec))
 }
 
 #[cfg(test)]

@@ -12,10 +12,18 @@
 //! [`services`] serves the Services with a selector on their ClusterIPs (loopback), so a client
 //! of the master Service reaches the leader.
 //!
+//! `kubectl logs` and `kubectl exec` reach the containers through kwok's kubelet server: the
+//! runner keeps each container's log in the kubelet's format ([`cri_log`]), tells kwok where it is
+//! and how to run a command in the container ([`kubelet_io`]), and forwards every kwok node's
+//! kubelet endpoint to kwok's one server ([`kubelet_proxy`]).
+//!
 //! Nothing a pod asks for takes the runner down: what cannot run becomes the container's waiting
 //! reason, a `Ready=False` condition naming it, and a log line.
 
 pub mod api;
+pub mod cri_log;
+pub mod kubelet_io;
+pub mod kubelet_proxy;
 pub mod member;
 pub mod services;
 pub mod status;
@@ -23,7 +31,7 @@ pub mod status;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -38,7 +46,13 @@ use tokio::task::JoinHandle;
 use crate::env::Allocatable;
 use crate::supervisor::Supervisor;
 use api::{ApiLookups, ApiServer};
+use cri_log::Mirror;
+use kubelet_io::ContainerIo;
 use status::Known;
+
+/// How often a pod's kwok `Logs` and `Exec` are written again (they are applied at the start;
+/// this repairs one deleted meanwhile, e.g. by the garbage collector racing a recreated pod).
+const KUBELET_IO_RESYNC: Duration = Duration::from_secs(60);
 
 /// The pod label Patroni keeps the member's role in (Spilo's `KUBERNETES_ROLE_LABEL` default).
 pub const ROLE_LABEL: &str = "spilo-role";
@@ -157,16 +171,35 @@ fn drop_role_when_dead(pods: Api<Pod>, name: String, key: String, sup: &Supervis
     });
 }
 
-async fn start_members(
-    ctx: &Arc<Context>,
-    pods: &Api<Pod>,
-    pod: &Pod,
-) -> (Vec<Known>, Vec<Option<Supervisor>>) {
+/// The containers the runner started, with what `kubectl logs`/`exec` need of them.
+#[derive(Default)]
+struct Started {
+    known: Vec<Known>,
+    sups: Vec<Option<Supervisor>>,
+    io: Vec<ContainerIo>,
+    /// Keep the CRI copies of the logs going while the pod lives.
+    mirrors: Vec<Mirror>,
+}
+
+/// The CRI copy of a started container's log ([`cri_log`]), beside the supervisor's.
+fn mirror(key: &str, name: &str, sup: &Supervisor) -> Option<Mirror> {
+    let source = sup.log_path(false).parent()?.to_path_buf();
+    let out = source.join("cri");
+    match Mirror::start(source, out, format!("{key}/{name}")) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            tracing::warn!(pod = %key, container = %name, error = %e, "no log for kubectl logs");
+            None
+        }
+    }
+}
+
+async fn start_members(ctx: &Arc<Context>, pods: &Api<Pod>, pod: &Pod) -> Started {
     let key = pod_key(pod);
     let alloc = allocatable(&ctx.client, pod).await;
     let containers = pod.spec.clone().unwrap_or_default().containers;
-    let mut known = Vec::new();
-    let mut sups = Vec::new();
+    let mut started = Started::default();
+    let (known, sups) = (&mut started.known, &mut started.sups);
     for container in containers {
         if !member::is_spilo_image(container.image.as_deref()) {
             known.push(Known::Fake);
@@ -187,12 +220,21 @@ async fn start_members(
             tokio::task::spawn_blocking(move || member::prepare(&c, &lookups, &p, &container, &a))
                 .await;
         match prepared {
-            Ok(Ok((spec, warnings))) => {
+            Ok(Ok((spec, warnings, exec))) => {
                 for w in warnings {
                     tracing::info!(pod = %key, container = %name, "spilo: {w}");
                 }
                 tracing::info!(pod = %key, container = %name, "starting Patroni");
                 let sup = Supervisor::start(spec);
+                if let Some(m) = mirror(&key, &name, &sup) {
+                    started.io.push(ContainerIo {
+                        name: name.clone(),
+                        log: m.path(false).to_path_buf(),
+                        previous_log: m.path(true).to_path_buf(),
+                        exec: Some(exec),
+                    });
+                    started.mirrors.push(m);
+                }
                 let name = pod.metadata.name.clone().unwrap_or_default();
                 drop_role_when_dead(pods.clone(), name, key.clone(), &sup);
                 known.push(Known::Run {
@@ -219,7 +261,25 @@ async fn start_members(
             }
         }
     }
-    (known, sups)
+    started
+}
+
+/// Writes the pod's kwok `Logs` and `Exec` (a failure is logged; the next resync retries).
+async fn apply_io(ctx: &Context, pod: &Pod, io: &[ContainerIo]) -> bool {
+    match kubelet_io::apply(&ctx.client, pod, io).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(pod = %pod_key(pod), error = %e, "kwok Logs/Exec not written");
+            false
+        }
+    }
+}
+
+/// Deletes the pod's kwok `Logs` and `Exec` once its containers are gone.
+async fn delete_io(ctx: &Context, pod: &Pod) {
+    if let Err(e) = kubelet_io::delete(&ctx.client, pod).await {
+        tracing::warn!(pod = %pod_key(pod), error = %e, "kwok Logs/Exec not deleted");
+    }
 }
 
 /// One pod from its first sight to the end of its deletion.
@@ -231,11 +291,18 @@ async fn pod_task(ctx: Arc<Context>, mut updates: watch::Receiver<Option<Pod>>) 
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let (mut known, sups) = if pod.metadata.deletion_timestamp.is_none() {
+    let started = if pod.metadata.deletion_timestamp.is_none() {
         start_members(&ctx, &pods, &pod).await
     } else {
-        (Vec::new(), Vec::new())
+        Started::default()
     };
+    let Started {
+        mut known,
+        sups,
+        io,
+        mirrors: _mirrors,
+    } = started;
+    let mut io_written: Option<Instant> = None;
     let ip = pod
         .status
         .as_ref()
@@ -252,6 +319,9 @@ async fn pod_task(ctx: Arc<Context>, mut updates: watch::Receiver<Option<Pod>>) 
                 let ready = status.is_running() && status::patroni_ready(&ip, 8008).await;
                 *known = Known::Run { status, ready };
             }
+        }
+        if !io.is_empty() && io_written.is_none_or(|at| at.elapsed() >= KUBELET_IO_RESYNC) {
+            io_written = apply_io(&ctx, &pod, &io).await.then(Instant::now);
         }
         let patch = status::pod_status(&pod, &known, SystemTime::now());
         if !status::unchanged(&pod, &patch) {
@@ -276,6 +346,7 @@ async fn pod_task(ctx: Arc<Context>, mut updates: watch::Receiver<Option<Pod>>) 
                         for sup in sups.into_iter().flatten() {
                             sup.stop_with(Duration::ZERO).await;
                         }
+                        delete_io(&ctx, &pod).await;
                         return;
                     }
                 }
@@ -307,6 +378,7 @@ async fn pod_task(ctx: Arc<Context>, mut updates: watch::Receiver<Option<Pod>>) 
         }),
         ..Default::default()
     };
+    delete_io(&ctx, &pod).await;
     match pods.delete(&name, &params).await {
         Ok(_) => tracing::info!(pod = %key, "deletion finished"),
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
