@@ -15,6 +15,7 @@ pub mod paths;
 pub mod postgres;
 pub mod process;
 pub mod promtext;
+pub mod spilo_pods;
 pub mod tls_client;
 
 pub use apply::{apply_yaml, apply_yaml_file};
