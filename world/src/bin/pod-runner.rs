@@ -2,7 +2,7 @@
 //! Patroni + PostgreSQL each, see `world::runner`).
 //!
 //! Usage: `pod-runner [--kubeconfig FILE] [--state-dir DIR] [--run-dir SHORT_DIR]
-//! [--kubelet-server ADDR] [--exec-path DIR]`; defaults: `$KUBECONFIG`, `.local/state/world` and
+//! [--kubelet-server ADDR] [--exec-path DIR] [--operator-bin DIR]`; defaults: `$KUBECONFIG`, `.local/state/world` and
 //! its `run` (members' sockets: keep the path short). `$PGOP_CACHE` (default `~/.cache/pgop`)
 //! holds the world's majors and Patroni (`scripts/world-install.sh`). Runs as root (PID
 //! namespaces, user postgres).
@@ -10,7 +10,9 @@
 //! `--kubelet-server` is kwok's kubelet server (`--server-address` of kwok): the other kwok
 //! nodes' kubelet endpoints are forwarded to it. `--exec-path` is the folder at the head of
 //! kwok's `PATH`: the runner fills it with the shims that run `kubectl exec` commands from the
-//! pod's `PATH` (see `world::runner::kubelet_io`).
+//! pod's `PATH` (see `world::runner::kubelet_io`). `--operator-bin` is where the operator's
+//! `controller` and `webhook` are built (`$CARGO_TARGET_DIR/debug`): containers of the operator's
+//! images run them (see `world::runner::operator`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,7 +21,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use world::runner::{self, Context, api::ApiServer, kubelet_io};
 
-const USAGE: &str = "usage: pod-runner [--kubeconfig FILE] [--state-dir DIR] [--run-dir SHORT_DIR] [--kubelet-server ADDR] [--exec-path DIR]";
+const USAGE: &str = "usage: pod-runner [--kubeconfig FILE] [--state-dir DIR] [--run-dir SHORT_DIR] [--kubelet-server ADDR] [--exec-path DIR] [--operator-bin DIR]";
 
 /// Fills `dir` with a shim per tool of the world's majors and `patronictl`.
 fn exec_shims(cache: &Path, dir: &Path) -> anyhow::Result<()> {
@@ -50,6 +52,7 @@ fn main() -> anyhow::Result<()> {
     let mut run_root: Option<PathBuf> = None;
     let mut kubelet_server: Option<SocketAddr> = None;
     let mut exec_path: Option<PathBuf> = None;
+    let mut operator_bin: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -70,6 +73,13 @@ fn main() -> anyhow::Result<()> {
             }
             "--exec-path" => {
                 exec_path = Some(args.next().map(PathBuf::from).context("--exec-path DIR")?)
+            }
+            "--operator-bin" => {
+                operator_bin = Some(
+                    args.next()
+                        .map(PathBuf::from)
+                        .context("--operator-bin DIR")?,
+                )
             }
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -108,6 +118,7 @@ fn main() -> anyhow::Result<()> {
                 state_dir,
                 run_root,
                 cache,
+                operator_bin,
             });
             tracing::info!(state = %ctx.state_dir.display(), cache = %ctx.cache.display(), "pod runner started");
             let services = tokio::spawn(runner::services::serve(ctx.client.clone()));

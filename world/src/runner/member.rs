@@ -38,14 +38,14 @@ pub struct PrepareError {
     pub message: String,
 }
 
-fn config_error(message: impl ToString) -> PrepareError {
+pub(crate) fn config_error(message: impl ToString) -> PrepareError {
     PrepareError {
         reason: "CreateContainerConfigError",
         message: message.to_string(),
     }
 }
 
-fn create_error(message: impl ToString) -> PrepareError {
+pub(crate) fn create_error(message: impl ToString) -> PrepareError {
     PrepareError {
         reason: "CreateContainerError",
         message: message.to_string(),
@@ -90,7 +90,7 @@ pub fn host_path(mounts: &[Mount], container_path: &str) -> Option<PathBuf> {
         .map(|(_, p)| p)
 }
 
-fn dir_for(path: &Path, user: &User, mode: u32) -> Result<(), PrepareError> {
+pub(crate) fn dir_for(path: &Path, user: &User, mode: u32) -> Result<(), PrepareError> {
     fs::create_dir_all(path).map_err(|e| create_error(format!("{}: {e}", path.display())))?;
     chown(path, user)?;
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
@@ -107,7 +107,12 @@ fn chown(path: &Path, user: &User) -> Result<(), PrepareError> {
 }
 
 /// Writes `contents` to `path` owned by `user` with `mode` (replaced by rename).
-fn write_file(path: &Path, contents: &[u8], mode: u32, user: &User) -> Result<(), PrepareError> {
+pub(crate) fn write_file(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    user: &User,
+) -> Result<(), PrepareError> {
     let tmp = path.with_extension("tmp-runner");
     let fail = |e: std::io::Error| create_error(format!("{}: {e}", path.display()));
     fs::write(&tmp, contents).map_err(fail)?;
