@@ -225,8 +225,15 @@ start_kwok() {
   export PATH="$EXEC_PATH_DIR:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" HOME
   start kwok "$BIN_KWOK/kwok" "${KWOK_ARGS[@]}"
 }
-# A kwok started with other stages or flags is restarted with these.
-stop_if_stale kwok "$BIN_KWOK/kwok" "${KWOK_ARGS[@]}"
+# A kwok started with other stages or flags is restarted with these. It reads the stage files
+# once: one changed since it started (a newer image list) restarts it too, by asking
+# stop_if_stale for a command line it does not run with.
+kwok_want=("${KWOK_ARGS[@]}")
+if running kwok && [ -n "$(find "$REPO_ROOT/scripts/kwok" -name '*.yaml' -newer "$PIDS/kwok.pid")" ]; then
+  log "kwok's stages in scripts/kwok changed since it started"
+  kwok_want+=(--stages-changed)
+fi
+stop_if_stale kwok "$BIN_KWOK/kwok" "${kwok_want[@]}"
 if ! running kwok; then
   (start_kwok)
   STARTED+=(kwok)
@@ -303,7 +310,7 @@ node_ready() {
 wait_for "$NODE_COUNT Ready kwok nodes" 60 kwok node_ready
 # --- the pod runner: the kubelet of the kwok nodes for Spilo containers (real Patroni + PostgreSQL)
 RUNNER_ARGS=(--kubeconfig "$PKI/admin.kubeconfig" --state-dir "$STATE/world" --run-dir "$RUNNER_RUN_DIR"
-  --kubelet-server "$NODE_IP:$KUBELET_PORT" --exec-path "$EXEC_PATH_DIR")
+  --kubelet-server "$NODE_IP:$KUBELET_PORT" --exec-path "$EXEC_PATH_DIR" --operator-bin "$CARGO_TARGET_DIR/debug")
 # A runner whose binary was rebuilt restarts (its members die with it and start again).
 stop_if_stale pod-runner "$RUNNER_BIN" "${RUNNER_ARGS[@]}"
 start pod-runner "$RUNNER_BIN" "${RUNNER_ARGS[@]}"
