@@ -5,9 +5,14 @@
 //! cluster to `Running` with a Patroni master, as the local-process controller of `real_pods`
 //! does, and `kubectl logs` shows its log.
 //!
+//! The webhook likewise from `manifests/webhook/`: its certificate Secret materialised as a
+//! volume the binary's default paths are mapped to, listening on the pod IP, registered through
+//! its Service (which the runner serves on the ClusterIP), it mutates and denies manifests.
+//!
 //! The manifests are applied as committed except for what puts them in the test namespace: the
-//! namespace of the namespaced objects, one replica, `WATCHED_NAMESPACE`, and a ClusterRoleBinding
-//! named after the namespace (removed at the end).
+//! namespace of the namespaced objects, one replica, `WATCHED_NAMESPACE`, cluster-scoped objects
+//! named after the namespace (removed at the end), and the webhook registration limited to the
+//! namespace with the test's CA.
 
 use anyhow::{Context, Result, bail};
 use e2e::command::{kubectl, kubectl_with_stdin};
@@ -52,13 +57,26 @@ fn into_namespace(mut objects: Vec<Value>, ns: &str) -> Vec<Value> {
         if object["metadata"]["namespace"] == MANIFEST_NAMESPACE {
             object["metadata"]["namespace"] = json!(ns);
         }
-        if object["kind"] == "ClusterRoleBinding" {
+        if object["kind"] == "ClusterRoleBinding"
+            || object["kind"]
+                .as_str()
+                .is_some_and(|k| k.ends_with("WebhookConfiguration"))
+        {
             let name = object["metadata"]["name"].as_str().unwrap_or_default();
             object["metadata"]["name"] = json!(format!("{name}-{ns}"));
             for subject in object["subjects"].as_array_mut().into_iter().flatten() {
                 if subject["namespace"] == MANIFEST_NAMESPACE {
                     subject["namespace"] = json!(ns);
                 }
+            }
+        }
+        for hook in object["webhooks"].as_array_mut().into_iter().flatten() {
+            hook["clientConfig"]["service"]["namespace"] = json!(ns);
+            if let Some(expressions) = hook["namespaceSelector"]["matchExpressions"].as_array_mut()
+            {
+                expressions.push(
+                    json!({"key": "kubernetes.io/metadata.name", "operator": "In", "values": [ns]}),
+                );
             }
         }
         if object["kind"] == "Deployment" {
@@ -159,5 +177,98 @@ async fn the_controller_runs_as_a_pod_and_brings_a_cluster_up() -> Result<()> {
         "the controller's log names the cluster it reconciled:\n{}",
         logs.stdout
     );
+    Ok(())
+}
+
+fn cluster_yaml(name: &str, extra: &str) -> String {
+    format!("{}{extra}", manifest(name, 1))
+}
+
+#[tokio::test]
+async fn the_webhook_runs_as_a_pod_behind_its_service() -> Result<()> {
+    runner_is_up()?;
+    e2e::process::workspace_binary("webhook")?;
+    let cluster = cluster().await?;
+    e2e::crds::install_crds(&cluster.client).await?;
+    let ns = TestNamespace::new(&cluster, "op-hook").await?;
+    let n = ns.name.as_str();
+    let issued = certs::issue(&certs::Request {
+        service: "pg-operator-webhook".into(),
+        namespace: n.into(),
+        dns_names: vec![],
+        ip_addresses: vec![],
+        days: 1,
+    })?;
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": "pg-operator-webhook-certs", "namespace": n},
+        "stringData": {"tls.crt": issued.tls_cert, "tls.key": issued.tls_key}});
+    let config = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "postgres-operator", "namespace": n}, "data": {}});
+    let objects = into_namespace(documents("manifests/webhook/webhook.yaml")?, n);
+    let _binding = ClusterScoped(format!("clusterrolebinding/pg-operator-webhook-{n}"));
+    for object in [&secret, &config].into_iter().chain(&objects) {
+        kubectl_with_stdin(["apply", "-f", "-"], &object.to_string())
+            .await?
+            .ok()?;
+    }
+    let pod = ready_pod(n, "pg-operator-webhook").await?;
+
+    let registration = documents("manifests/webhook/webhook-configuration.yaml")?;
+    let _mutating = ClusterScoped(format!(
+        "mutatingwebhookconfiguration/pg-operator-webhook-{n}"
+    ));
+    let _validating = ClusterScoped(format!(
+        "validatingwebhookconfiguration/pg-operator-webhook-{n}"
+    ));
+    for mut object in into_namespace(registration, n) {
+        for hook in object["webhooks"].as_array_mut().into_iter().flatten() {
+            hook["clientConfig"]["caBundle"] = json!(issued.ca_bundle());
+        }
+        kubectl_with_stdin(["apply", "-f", "-"], &object.to_string())
+            .await?
+            .ok()?;
+    }
+    // The mutating webhook, reached through the Service, defaults the source ranges.
+    eventually_with(
+        "the webhook to review requests",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || async {
+            let out = kubectl_with_stdin(
+                [
+                    "apply",
+                    "--dry-run=server",
+                    "-n",
+                    n,
+                    "-o",
+                    "json",
+                    "-f",
+                    "-",
+                ],
+                &cluster_yaml("acid-probe", ""),
+            )
+            .await?
+            .ok()?;
+            let object: Value = serde_json::from_str(&out.stdout)?;
+            match &object["spec"]["allowedSourceRanges"] {
+                Value::Null => bail!("not reviewed yet"),
+                ranges => Ok(ranges.clone()),
+            }
+        },
+    )
+    .await
+    .map(|ranges| assert_eq!(ranges, json!(["127.0.0.1/32"])))?;
+    let denied = kubectl_with_stdin(
+        ["apply", "-n", n, "-f", "-"],
+        &cluster_yaml("acid-window", "  maintenanceWindows: [\"05:00-01:00\"]\n"),
+    )
+    .await?
+    .failed()?;
+    assert!(
+        denied.stderr.contains("ends before it starts"),
+        "the validating webhook's message: {denied}"
+    );
+    let logs = kubectl(["logs", "-n", n, &pod]).await?.ok()?;
+    assert!(logs.stdout.contains("listening"), "{}", logs.stdout);
     Ok(())
 }
