@@ -3,14 +3,19 @@
 //! from the runner's CRI copy of it and runs exec commands as the container's user with its
 //! environment (the `Logs` and `Exec` objects the runner writes, `world/src/runner/kubelet_io.rs`).
 //!
-//! One 1-instance cluster: Patroni's output through `kubectl logs`, `psql` and `env` through
-//! `kubectl exec`, then a killed Patroni whose run is `kubectl logs --previous`.
+//! One 1-instance cluster on a node other than the first, so the API server's connection goes
+//! through the runner's forward of that node's kubelet endpoint to kwok's server: Patroni's
+//! output through `kubectl logs`, `psql` and `env` through `kubectl exec`, then a killed Patroni
+//! whose run is `kubectl logs --previous`.
 
 use anyhow::{Context, Result, bail};
 use e2e::command::{kubectl, kubectl_with_stdin};
 use e2e::eventually::{eventually, eventually_with};
 use e2e::spilo_pods::{TIMEOUT, json, manifest, setup, writable_master};
 use std::time::Duration;
+
+/// The node the pod is pinned to (not kwok-node-0, whose address kwok's server listens on).
+const NODE: &str = "kwok-node-2";
 
 /// What Patroni prints every loop while it leads.
 const LEADER_LINE: &str = "the leader with the lock";
@@ -43,10 +48,16 @@ async fn restart_count(ns: &str, pod: &str) -> Result<i64> {
 async fn logs_and_exec_reach_the_containers_of_runner_pods() -> Result<()> {
     let (ns, _controller) = setup("pod-io").await?;
     let n = ns.name.as_str();
-    kubectl_with_stdin(["apply", "-n", n, "-f", "-"], &manifest("acid-io", 1))
+    let pinned = format!(
+        "{}  nodeAffinity:\n    requiredDuringSchedulingIgnoredDuringExecution:\n      nodeSelectorTerms:\n      - matchExpressions:\n        - {{key: kubernetes.io/hostname, operator: In, values: [{NODE}]}}\n",
+        manifest("acid-io", 1)
+    );
+    kubectl_with_stdin(["apply", "-n", n, "-f", "-"], &pinned)
         .await?
         .ok()?;
     let (pod, _, _) = writable_master(n, "acid-io").await?;
+    let node = json(&["get", "pod", &pod, "-n", n]).await?["spec"]["nodeName"].clone();
+    assert_eq!(node, NODE);
 
     let logs = eventually_with(
         "Patroni's leader line in kubectl logs",
