@@ -118,7 +118,18 @@ build_kwok() {
      "$src/pod/fast/pod-ready.yaml" "$src/pod/fast/pod-complete.yaml" "$src/pod/fast/pod-delete.yaml" \
      "$out.tmp/stages/"
   chmod u+w "$out.tmp/stages/"*
+  kwok_crds "$out.tmp"
   rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
+# kwok_crds DIR: kwok's Logs and Exec CRDs (up.sh installs them; kwok serves `kubectl logs` and
+# `kubectl exec` from those objects) into DIR/crds, from the module cache.
+kwok_crds() {
+  local src=$GOMODCACHE/sigs.k8s.io/kwok@$KWOK_VERSION/kustomize/crd/bases
+  [ -d "$src" ] || go mod download "sigs.k8s.io/kwok@$KWOK_VERSION"
+  mkdir -p "$1/crds"
+  cp "$src/kwok.x-k8s.io_logs.yaml" "$src/kwok.x-k8s.io_execs.yaml" "$1/crds/"
+  chmod u+w "$1/crds/"*
 }
 
 build_helm() {
@@ -147,7 +158,10 @@ if want etcd; then
   else step "etcd $ETCD_VERSION" build_etcd; built=1; fi
 fi
 if want kwok; then
-  if have_all "$BIN_KWOK" kwok && [ -f "$BIN_KWOK/stages/pod-ready.yaml" ]; then log "cached: kwok $KWOK_VERSION ($BIN_KWOK)"
+  if have_all "$BIN_KWOK" kwok && [ -f "$BIN_KWOK/stages/pod-ready.yaml" ]; then
+    log "cached: kwok $KWOK_VERSION ($BIN_KWOK)"
+    # A kwok built before the CRDs were kept beside it only needs them.
+    [ -f "$BIN_KWOK/crds/kwok.x-k8s.io_execs.yaml" ] || step "kwok $KWOK_VERSION CRDs" kwok_crds "$BIN_KWOK"
   else step "kwok $KWOK_VERSION" build_kwok; built=1; fi
 fi
 if want helm; then

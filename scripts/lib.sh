@@ -111,12 +111,14 @@ wait_for() { # wait_for DESCRIPTION TIMEOUT_S NAME CMD...: polls CMD, fails earl
 # port and address range derives from N, all inside 127.0.0.0/8 and disjoint between slots:
 #   etcd 12379+10N (client) and 12380+10N (peer), kube-apiserver 16443+10N,
 #   demo webhook 18443+10N, its admin port 18080+10N, demo controller admin 18081+10N,
+#   kwok's kubelet server 19250+10N (on the first node's address; the pod runner forwards the
+#   other nodes' to it),
 #   pods 127.(10+N).0.0/16, Services 127.(96+N).0.0/16, nodes 127.0.(1+N).10, .11, ...
 # up.sh claims (the checkout's own slot again when it has one; else the lowest slot that no live
 # claim holds and whose ports nobody listens on) and writes the values it runs with to
 # $NETWORK_ENV, which every later reader uses (network_load); down.sh frees the slot. A claim
 # whose LOCAL_DIR or checkout is gone is free. Each value can still be set in the environment
-# (ETCD_CLIENT_PORT, ETCD_PEER_PORT, API_PORT, PGOP_WEBHOOK_PORT, POD_CIDR, NODE_IP, SERVICE_CIDR;
+# (ETCD_CLIENT_PORT, ETCD_PEER_PORT, API_PORT, PGOP_WEBHOOK_PORT, KUBELET_PORT, POD_CIDR, NODE_IP, SERVICE_CIDR;
 # PGOP_SLOT picks the slot itself).
 # ---------------------------------------------------------------------------------------------
 SLOTS_DIR=$PGOP_CACHE/slots
@@ -140,7 +142,7 @@ slot_find() { # prints the slot this checkout holds, if any
 
 slot_ports() { # slot_ports N: every TCP port of slot N
   local o=$(($1 * 10))
-  echo $((12379 + o)) $((12380 + o)) $((16443 + o)) $((18443 + o)) $((18080 + o)) $((18081 + o))
+  echo $((12379 + o)) $((12380 + o)) $((16443 + o)) $((18443 + o)) $((18080 + o)) $((18081 + o)) $((19250 + o))
 }
 
 slot_ports_busy() { # slot_ports_busy N: some process listens on one of slot N's ports
@@ -206,6 +208,7 @@ slot_network() {
   PGOP_WEBHOOK_PORT=${PGOP_WEBHOOK_PORT:-$((18443 + o))}
   WEBHOOK_ADMIN_PORT=${WEBHOOK_ADMIN_PORT:-$((18080 + o))}
   CONTROLLER_ADMIN_PORT=${CONTROLLER_ADMIN_PORT:-$((18081 + o))}
+  KUBELET_PORT=${KUBELET_PORT:-$((19250 + o))}
   POD_CIDR=${POD_CIDR:-127.$((10 + s)).0.0/16}
   SERVICE_CIDR=${SERVICE_CIDR:-127.$((96 + s)).0.0/16}
   NODE_IP=${NODE_IP:-127.0.$((1 + s)).10}
@@ -213,7 +216,7 @@ slot_network() {
 
 network_vars() { # the names written to $NETWORK_ENV: the control plane's (the demo's ports are
   # taken from the environment or the slot whenever the demo starts)
-  echo PGOP_SLOT ETCD_CLIENT_PORT ETCD_PEER_PORT API_PORT POD_CIDR SERVICE_CIDR NODE_IP
+  echo PGOP_SLOT ETCD_CLIENT_PORT ETCD_PEER_PORT API_PORT KUBELET_PORT POD_CIDR SERVICE_CIDR NODE_IP
 }
 
 # network_write: records the values the control plane runs with (up.sh, once they are set).

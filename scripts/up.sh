@@ -11,8 +11,8 @@ mkdir -p "$PKI" "$LOGS" "$PIDS" "$STATE"
 
 # Binaries: build what is missing (make up already depends on make tools; this covers direct use).
 for b in "$BIN_K8S/kube-apiserver" "$BIN_K8S/kube-controller-manager" "$BIN_K8S/kube-scheduler" \
-         "$KUBECTL" "$BIN_ETCD/etcd" "$BIN_KWOK/kwok" "$HELM"; do
-  if [ ! -x "$b" ]; then
+         "$KUBECTL" "$BIN_ETCD/etcd" "$BIN_KWOK/kwok" "$HELM" "$BIN_KWOK/crds/kwok.x-k8s.io_execs.yaml"; do
+  if [ ! -e "$b" ]; then
     log "missing $b; running build-tools.sh"
     "$REPO_ROOT/scripts/build-tools.sh"
     break
@@ -43,7 +43,7 @@ done
 slot_claim
 slot_network
 network_write
-log "slot $PGOP_SLOT: API 127.0.0.1:$API_PORT, etcd :$ETCD_CLIENT_PORT/:$ETCD_PEER_PORT, pods $POD_CIDR, services $SERVICE_CIDR, nodes from $NODE_IP"
+log "slot $PGOP_SLOT: API 127.0.0.1:$API_PORT, etcd :$ETCD_CLIENT_PORT/:$ETCD_PEER_PORT, pods $POD_CIDR, services $SERVICE_CIDR, nodes from $NODE_IP, kubelets :$KUBELET_PORT"
 
 # ---------------------------------------------------------------------------------------------
 # Certificates and keys (created once; kept across restarts so the kubeconfig stays valid).
@@ -147,6 +147,9 @@ port_free_or_ours "$API_PORT" kube-apiserver API_PORT
 mkdir -p "$STATE/apiserver"
 # The audit log records what the service accounts do (scripts/kube/audit-policy.yaml): the
 # proof that the pods' ClusterRole is what Patroni needs.
+# Kubelets (kwok's server: kubectl logs, exec) are dialled at the node's InternalIP, never at its
+# Hostname (which the machine's resolver would be asked for); kwok's certificate is its own
+# self-signed one, which the API server accepts without --kubelet-certificate-authority.
 APISERVER_ARGS=(
   --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT"
   --bind-address=127.0.0.1 --secure-port="$API_PORT"
@@ -154,11 +157,12 @@ APISERVER_ARGS=(
   --cert-dir="$STATE/apiserver"
   --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key"
   --client-ca-file="$PKI/ca.crt"
-  --authorization-mode=Node,RBAC
+  "--authorization-mode=Node,RBAC"
   --service-account-issuer="https://127.0.0.1:$API_PORT"
   --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key"
   --service-cluster-ip-range="$SERVICE_CIDR"
   --allow-privileged=true
+  --kubelet-preferred-address-types=InternalIP
   --profiling=false
   --audit-policy-file="$REPO_ROOT/scripts/kube/audit-policy.yaml"
   --audit-log-path="$LOGS/audit.log" --audit-log-format=json
@@ -196,6 +200,15 @@ start kube-scheduler "$BIN_K8S/kube-scheduler" \
 
 # --- kwok: fake kubelets. Pods with a Spilo container get only their IP from kwok
 # (scripts/kwok/pod-runner-ip.yaml); the pod runner started below runs them and owns their status. Pod IPs from $POD_CIDR, node IPs from $NODE_IP (inside 127.0.0.0/8) ----
+# kwok's kubelet server answers the API server's `kubectl logs` and `kubectl exec` requests from
+# the Logs and Exec objects the pod runner writes per pod (world/src/runner/kubelet_io.rs). It
+# listens on the first node's address only; the runner forwards the other nodes' to it.
+port_free_or_ours "$KUBELET_PORT" kwok KUBELET_PORT
+"${K[@]}" apply --server-side -f "$BIN_KWOK/crds/" >/dev/null
+wait_for "kwok's Logs and Exec CRDs" 30 kube-apiserver \
+  "${K[@]}" wait --for condition=established --timeout=5s crd/logs.kwok.x-k8s.io crd/execs.kwok.x-k8s.io
+EXEC_PATH_DIR=$STATE/world/exec-path
+mkdir -p "$EXEC_PATH_DIR"
 KWOK_ARGS=(
   --kubeconfig="$PKI/kwok.kubeconfig"
   --config="$BIN_KWOK/stages/node-initialize.yaml"
@@ -206,10 +219,30 @@ KWOK_ARGS=(
   --config="$REPO_ROOT/scripts/kwok/pod-delete.yaml"
   --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake
   --cidr="$POD_CIDR" --node-ip="$NODE_IP" --node-lease-duration-seconds=40
+  "--enable-crds=Logs,Exec" --server-address="$NODE_IP:$KUBELET_PORT" --node-port="$KUBELET_PORT"
 )
-# A kwok started with other stages (before the pod runner existed) is restarted with these.
-stop_if_stale kwok "$BIN_KWOK/kwok" "${KWOK_ARGS[@]}"
-start kwok "$BIN_KWOK/kwok" "${KWOK_ARGS[@]}"
+# kwok hands its own environment, under the Exec object's variables, to every `kubectl exec`
+# command, and looks the command up in its own PATH: it runs with a clean environment whose PATH
+# starts with the pod runner's exec shims, which run the command from the pod's PATH.
+start_kwok() {
+  local v
+  for v in $(compgen -e); do export -n "${v?}" 2>/dev/null || true; done
+  export PATH="$EXEC_PATH_DIR:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" HOME
+  start kwok "$BIN_KWOK/kwok" "${KWOK_ARGS[@]}"
+}
+# A kwok started with other stages or flags is restarted with these. It reads the stage files
+# once: one changed since it started (a newer image list) restarts it too, by asking
+# stop_if_stale for a command line it does not run with.
+kwok_want=("${KWOK_ARGS[@]}")
+if running kwok && [ -n "$(find "$REPO_ROOT/scripts/kwok" -name '*.yaml' -newer "$PIDS/kwok.pid")" ]; then
+  log "kwok's stages in scripts/kwok changed since it started"
+  kwok_want+=(--stages-changed)
+fi
+stop_if_stale kwok "$BIN_KWOK/kwok" "${kwok_want[@]}"
+if ! running kwok; then
+  (start_kwok)
+  STARTED+=(kwok)
+fi
 
 # --- cluster objects (created once, only when missing) -----------------------------------------
 ensure() { # ensure KIND/NAME < manifest: creates the object only if it does not exist
@@ -247,6 +280,12 @@ status:
   capacity: {cpu: "32", memory: 128Gi, pods: "1000"}
 NODE
 done
+# kwok writes the kubelet port into a node's status when it initialises the node and on its
+# heartbeats (10 to 20 minutes apart): a node initialised by a kwok without a server gets it now.
+for i in $(seq 0 $((NODE_COUNT - 1))); do
+  "${K[@]}" patch node "kwok-node-$i" --subresource=status --type=merge \
+    -p "{\"status\":{\"daemonEndpoints\":{\"kubeletEndpoint\":{\"Port\":$KUBELET_PORT}}}}" >/dev/null
+done
 # Default StorageClass served by kube-controller-manager's built-in hostPath provisioner: every
 # PVC gets a PV at once (a directory under /tmp/hostpath_pv that nothing ever mounts; the path is
 # fixed in Kubernetes and shared by every checkout, so down.sh removes only this one's PVs' folders).
@@ -275,7 +314,8 @@ node_ready() {
 }
 wait_for "$NODE_COUNT Ready kwok nodes" 60 kwok node_ready
 # --- the pod runner: the kubelet of the kwok nodes for Spilo containers (real Patroni + PostgreSQL)
-RUNNER_ARGS=(--kubeconfig "$PKI/admin.kubeconfig" --state-dir "$STATE/world" --run-dir "$RUNNER_RUN_DIR")
+RUNNER_ARGS=(--kubeconfig "$PKI/admin.kubeconfig" --state-dir "$STATE/world" --run-dir "$RUNNER_RUN_DIR"
+  --kubelet-server "$NODE_IP:$KUBELET_PORT" --exec-path "$EXEC_PATH_DIR" --operator-bin "$CARGO_TARGET_DIR/debug")
 # A runner whose binary was rebuilt restarts (its members die with it and start again).
 stop_if_stale pod-runner "$RUNNER_BIN" "${RUNNER_ARGS[@]}"
 start pod-runner "$RUNNER_BIN" "${RUNNER_ARGS[@]}"

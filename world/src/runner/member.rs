@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 
 use super::Context;
 use super::api::ApiLookups;
+use super::kubelet_io::{self, ExecTarget};
 use crate::env::{self, Allocatable};
 use crate::spilo::{self, Env, Member, Paths, Tls};
 use crate::supervisor::{Backoff, ContainerSpec, Isolation, RestartPolicy, User};
@@ -25,6 +26,9 @@ pub fn is_spilo_image(image: Option<&str>) -> bool {
     image.is_some_and(|i| i.contains("spilo"))
 }
 
+/// The system part of a container's `PATH` (after its own tools).
+pub const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Why a container cannot start, as the kubelet reports it in `state.waiting`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrepareError {
@@ -34,14 +38,14 @@ pub struct PrepareError {
     pub message: String,
 }
 
-fn config_error(message: impl ToString) -> PrepareError {
+pub(crate) fn config_error(message: impl ToString) -> PrepareError {
     PrepareError {
         reason: "CreateContainerConfigError",
         message: message.to_string(),
     }
 }
 
-fn create_error(message: impl ToString) -> PrepareError {
+pub(crate) fn create_error(message: impl ToString) -> PrepareError {
     PrepareError {
         reason: "CreateContainerError",
         message: message.to_string(),
@@ -86,7 +90,7 @@ pub fn host_path(mounts: &[Mount], container_path: &str) -> Option<PathBuf> {
         .map(|(_, p)| p)
 }
 
-fn dir_for(path: &Path, user: &User, mode: u32) -> Result<(), PrepareError> {
+pub(crate) fn dir_for(path: &Path, user: &User, mode: u32) -> Result<(), PrepareError> {
     fs::create_dir_all(path).map_err(|e| create_error(format!("{}: {e}", path.display())))?;
     chown(path, user)?;
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
@@ -103,7 +107,12 @@ fn chown(path: &Path, user: &User) -> Result<(), PrepareError> {
 }
 
 /// Writes `contents` to `path` owned by `user` with `mode` (replaced by rename).
-fn write_file(path: &Path, contents: &[u8], mode: u32, user: &User) -> Result<(), PrepareError> {
+pub(crate) fn write_file(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    user: &User,
+) -> Result<(), PrepareError> {
     let tmp = path.with_extension("tmp-runner");
     let fail = |e: std::io::Error| create_error(format!("{}: {e}", path.display()));
     fs::write(&tmp, contents).map_err(fail)?;
@@ -173,14 +182,15 @@ fn source_hosts(
     Ok(hosts)
 }
 
-/// Everything up to the process: the container's supervised spec, and Spilo's warnings.
+/// Everything up to the process: the container's supervised spec, Spilo's warnings, and how
+/// `kubectl exec` runs a command in the container.
 pub fn prepare(
     ctx: &Context,
     lookups: &ApiLookups,
     pod: &Pod,
     container: &Container,
     allocatable: &Allocatable,
-) -> Result<(ContainerSpec, Vec<String>), PrepareError> {
+) -> Result<(ContainerSpec, Vec<String>, ExecTarget), PrepareError> {
     let name = pod.metadata.name.as_deref().unwrap_or_default();
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let spec = pod.spec.clone().unwrap_or_default();
@@ -275,6 +285,28 @@ pub fn prepare(
     process_env.push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()));
     process_env.push(("HOME".into(), run_dir.display().to_string()));
     process_env.push(("PYTHONUNBUFFERED".into(), "1".into()));
+    // A command run in the container (`kubectl exec`) sees the container's variables, with the
+    // major's tools and patronictl first on PATH and libpq pointed at the member's socket, as
+    // in Spilo, where they are on PATH and the socket is in libpq's default folder.
+    let venv_bin = crate::majors::patroni(&ctx.cache)
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let mut exec_overrides: Vec<(String, String)> = launch.env.clone().into_iter().collect();
+    exec_overrides.extend([
+        (
+            "PATH".to_string(),
+            format!("{}:{venv_bin}:{SYSTEM_PATH}", paths.bin_dir.display()),
+        ),
+        ("HOME".to_string(), run_dir.display().to_string()),
+        ("PGHOST".to_string(), run_dir.display().to_string()),
+    ]);
+    let exec = ExecTarget {
+        work_dir: run_dir.clone(),
+        env: kubelet_io::exec_env(resolved.vars(), &exec_overrides),
+        uid: user.uid,
+        gid: user.gid,
+    };
     let grace = spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64;
     let spec = ContainerSpec {
         name: container.name.clone(),
@@ -291,7 +323,7 @@ pub fn prepare(
         backoff: Backoff::default(),
         isolation: Isolation::best(),
     };
-    Ok((spec, launch.warnings))
+    Ok((spec, launch.warnings, exec))
 }
 
 #[cfg(test)]

@@ -6,28 +6,39 @@
 //! container ([`member`]), writes the pod's status and `Ready` condition from the supervisor's
 //! state and Patroni's readiness ([`status`]), drops the `spilo-role` label of a member that
 //! died, and on deletion stops the members (SIGTERM, SIGKILL after the grace period) before it
-//! finishes the deletion itself. Other containers of such a pod are reported running and ready,
-//! as kwok reports them; pods without a Spilo container stay kwok's.
+//! finishes the deletion itself. A container of the operator's own images runs the locally
+//! built binary ([`operator`]), ready by its `readinessProbe`. Other containers of such pods are
+//! reported running and ready, as kwok reports them; pods without a container the runner runs
+//! stay kwok's.
 //!
 //! [`services`] serves the Services with a selector on their ClusterIPs (loopback), so a client
 //! of the master Service reaches the leader.
+//!
+//! `kubectl logs` and `kubectl exec` reach the containers through kwok's kubelet server: the
+//! runner keeps each container's log in the kubelet's format ([`cri_log`]), tells kwok where it is
+//! and how to run a command in the container ([`kubelet_io`]), and forwards every kwok node's
+//! kubelet endpoint to kwok's one server ([`kubelet_proxy`]).
 //!
 //! Nothing a pod asks for takes the runner down: what cannot run becomes the container's waiting
 //! reason, a `Ready=False` condition naming it, and a log line.
 
 pub mod api;
 pub mod claims;
+pub mod cri_log;
+pub mod kubelet_io;
+pub mod kubelet_proxy;
 pub mod member;
+pub mod operator;
 pub mod services;
 pub mod status;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Container, Node, Pod};
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::watcher::{self, Event};
@@ -37,9 +48,15 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::env::Allocatable;
-use crate::supervisor::Supervisor;
+use crate::supervisor::{ContainerSpec, Supervisor};
 use api::{ApiLookups, ApiServer};
-use status::Known;
+use cri_log::Mirror;
+use kubelet_io::{ContainerIo, ExecTarget};
+use status::{Known, Readiness};
+
+/// How often a pod's kwok `Logs` and `Exec` are written again (they are applied at the start;
+/// this repairs one deleted meanwhile, e.g. by the garbage collector racing a recreated pod).
+const KUBELET_IO_RESYNC: Duration = Duration::from_secs(60);
 
 /// The pod label Patroni keeps the member's role in (Spilo's `KUBERNETES_ROLE_LABEL` default).
 pub const ROLE_LABEL: &str = "spilo-role";
@@ -56,14 +73,17 @@ pub struct Context {
     pub run_root: PathBuf,
     /// `$PGOP_CACHE`: the world's majors and Patroni.
     pub cache: PathBuf,
+    /// Where the operator's binaries are built (`$CARGO_TARGET_DIR/debug`), for its images.
+    pub operator_bin: Option<PathBuf>,
 }
 
-/// Whether the runner runs (some of) this pod: it has a Spilo container.
+/// Whether the runner runs (some of) this pod: it has a container of an image the runner runs
+/// (Spilo, the operator's; [`operator::is_runnable_image`]).
 pub fn runs(pod: &Pod) -> bool {
     pod.spec.as_ref().is_some_and(|s| {
         s.containers
             .iter()
-            .any(|c| member::is_spilo_image(c.image.as_deref()))
+            .any(|c| operator::is_runnable_image(c.image.as_deref()))
     })
 }
 
@@ -158,69 +178,135 @@ fn drop_role_when_dead(pods: Api<Pod>, name: String, key: String, sup: &Supervis
     });
 }
 
-async fn start_members(
+/// The containers the runner started, with what `kubectl logs`/`exec` need of them.
+#[derive(Default)]
+struct Started {
+    known: Vec<Known>,
+    sups: Vec<Option<Supervisor>>,
+    /// Per container, beside `sups`.
+    readiness: Vec<Readiness>,
+    io: Vec<ContainerIo>,
+    /// Keep the CRI copies of the logs going while the pod lives.
+    mirrors: Vec<Mirror>,
+}
+
+/// The CRI copy of a started container's log ([`cri_log`]), beside the supervisor's.
+fn mirror(key: &str, name: &str, sup: &Supervisor) -> Option<Mirror> {
+    let source = sup.log_path(false).parent()?.to_path_buf();
+    let out = source.join("cri");
+    match Mirror::start(source, out, format!("{key}/{name}")) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            tracing::warn!(pod = %key, container = %name, error = %e, "no log for kubectl logs");
+            None
+        }
+    }
+}
+
+/// What a container became before it starts: its process, how its readiness is told, how
+/// `kubectl exec` runs in it, and what the runner has to say about it.
+type Prepared = (ContainerSpec, Readiness, ExecTarget, Vec<String>);
+
+/// Prepares a container the runner runs (on a blocking thread: API lookups, files, openssl);
+/// `None` for one it leaves to kwok.
+async fn prepare(
     ctx: &Arc<Context>,
-    pods: &Api<Pod>,
     pod: &Pod,
-) -> (Vec<Known>, Vec<Option<Supervisor>>) {
+    container: &Container,
+    alloc: &Allocatable,
+) -> Option<Result<Prepared, member::PrepareError>> {
+    let image = container.image.as_deref();
+    let spilo = member::is_spilo_image(image);
+    let row = operator::row(image);
+    if !spilo && row.is_none() {
+        return None;
+    }
+    let lookups = ApiLookups {
+        client: ctx.client.clone(),
+        handle: tokio::runtime::Handle::current(),
+    };
+    let (c, p, a, container) = (ctx.clone(), pod.clone(), alloc.clone(), container.clone());
+    let prepared = tokio::task::spawn_blocking(move || match row {
+        Some(row) if !spilo => operator::prepare(&c, &lookups, &p, &container, &a, row)
+            .map(|(spec, readiness, exec)| (spec, readiness, exec, Vec::new())),
+        _ => member::prepare(&c, &lookups, &p, &container, &a)
+            .map(|(spec, warnings, exec)| (spec, Readiness::Patroni, exec, warnings)),
+    })
+    .await;
+    Some(prepared.unwrap_or_else(|e| {
+        Err(member::PrepareError {
+            reason: "CreateContainerError",
+            message: format!("the runner failed preparing the container: {e}"),
+        })
+    }))
+}
+
+async fn start_members(ctx: &Arc<Context>, pods: &Api<Pod>, pod: &Pod) -> Started {
     let key = pod_key(pod);
     let alloc = allocatable(&ctx.client, pod).await;
     let containers = pod.spec.clone().unwrap_or_default().containers;
-    let mut known = Vec::new();
-    let mut sups = Vec::new();
+    let mut started = Started::default();
     for container in containers {
-        if !member::is_spilo_image(container.image.as_deref()) {
-            known.push(Known::Fake);
-            sups.push(None);
-            continue;
-        }
-        let lookups = ApiLookups {
-            client: ctx.client.clone(),
-            handle: tokio::runtime::Handle::current(),
-        };
-        let (c, p, a, name) = (
-            ctx.clone(),
-            pod.clone(),
-            alloc.clone(),
-            container.name.clone(),
-        );
-        let prepared =
-            tokio::task::spawn_blocking(move || member::prepare(&c, &lookups, &p, &container, &a))
-                .await;
-        match prepared {
-            Ok(Ok((spec, warnings))) => {
+        let name = container.name.clone();
+        let (known, sup, readiness) = match prepare(ctx, pod, &container, &alloc).await {
+            None => (Known::Fake, None, Readiness::Running),
+            Some(Ok((spec, readiness, exec, warnings))) => {
                 for w in warnings {
                     tracing::info!(pod = %key, container = %name, "spilo: {w}");
                 }
-                tracing::info!(pod = %key, container = %name, "starting Patroni");
+                tracing::info!(pod = %key, container = %name, argv = ?spec.argv, "starting");
                 let sup = Supervisor::start(spec);
-                let name = pod.metadata.name.clone().unwrap_or_default();
-                drop_role_when_dead(pods.clone(), name, key.clone(), &sup);
-                known.push(Known::Run {
+                if let Some(m) = mirror(&key, &name, &sup) {
+                    started.io.push(ContainerIo {
+                        name: name.clone(),
+                        log: m.path(false).to_path_buf(),
+                        previous_log: m.path(true).to_path_buf(),
+                        exec: Some(exec),
+                    });
+                    started.mirrors.push(m);
+                }
+                if readiness == Readiness::Patroni {
+                    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+                    drop_role_when_dead(pods.clone(), pod_name, key.clone(), &sup);
+                }
+                let known = Known::Run {
                     status: sup.status(),
                     ready: false,
-                });
-                sups.push(Some(sup));
+                };
+                (known, Some(sup), readiness)
             }
-            Ok(Err(e)) => {
+            Some(Err(e)) => {
                 tracing::warn!(pod = %key, container = %name, reason = e.reason, "cannot run: {}", e.message);
-                known.push(Known::Failed {
+                let known = Known::Failed {
                     reason: e.reason.into(),
                     message: e.message,
-                });
-                sups.push(None);
+                };
+                (known, None, Readiness::Running)
             }
-            Err(e) => {
-                tracing::error!(pod = %key, container = %name, "preparing panicked: {e}");
-                known.push(Known::Failed {
-                    reason: "CreateContainerError".into(),
-                    message: format!("the runner failed preparing the container: {e}"),
-                });
-                sups.push(None);
-            }
+        };
+        started.known.push(known);
+        started.sups.push(sup);
+        started.readiness.push(readiness);
+    }
+    started
+}
+
+/// Writes the pod's kwok `Logs` and `Exec` (a failure is logged; the next resync retries).
+async fn apply_io(ctx: &Context, pod: &Pod, io: &[ContainerIo]) -> bool {
+    match kubelet_io::apply(&ctx.client, pod, io).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(pod = %pod_key(pod), error = %e, "kwok Logs/Exec not written");
+            false
         }
     }
-    (known, sups)
+}
+
+/// Deletes the pod's kwok `Logs` and `Exec` once its containers are gone.
+async fn delete_io(ctx: &Context, pod: &Pod) {
+    if let Err(e) = kubelet_io::delete(&ctx.client, pod).await {
+        tracing::warn!(pod = %pod_key(pod), error = %e, "kwok Logs/Exec not deleted");
+    }
 }
 
 /// One pod from its first sight to the end of its deletion.
@@ -232,11 +318,19 @@ async fn pod_task(ctx: Arc<Context>, mut updates: watch::Receiver<Option<Pod>>) 
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let (mut known, sups) = if pod.metadata.deletion_timestamp.is_none() {
+    let started = if pod.metadata.deletion_timestamp.is_none() {
         start_members(&ctx, &pods, &pod).await
     } else {
-        (Vec::new(), Vec::new())
+        Started::default()
     };
+    let Started {
+        mut known,
+        sups,
+        readiness,
+        io,
+        mirrors: _mirrors,
+    } = started;
+    let mut io_written: Option<Instant> = None;
     let ip = pod
         .status
         .as_ref()
@@ -247,12 +341,15 @@ async fn pod_task(ctx: Arc<Context>, mut updates: watch::Receiver<Option<Pod>>) 
         if pod.metadata.deletion_timestamp.is_some() {
             break;
         }
-        for (known, sup) in known.iter_mut().zip(&sups) {
+        for ((known, sup), readiness) in known.iter_mut().zip(&sups).zip(&readiness) {
             if let Some(sup) = sup {
                 let status = sup.status();
-                let ready = status.is_running() && status::patroni_ready(&ip, 8008).await;
+                let ready = status.is_running() && readiness.ready(&ip).await;
                 *known = Known::Run { status, ready };
             }
+        }
+        if !io.is_empty() && io_written.is_none_or(|at| at.elapsed() >= KUBELET_IO_RESYNC) {
+            io_written = apply_io(&ctx, &pod, &io).await.then(Instant::now);
         }
         let patch = status::pod_status(&pod, &known, SystemTime::now());
         if !status::unchanged(&pod, &patch) {
@@ -277,6 +374,7 @@ async fn pod_task(ctx: Arc<Context>, mut updates: watch::Receiver<Option<Pod>>) 
                         for sup in sups.into_iter().flatten() {
                             sup.stop_with(Duration::ZERO).await;
                         }
+                        delete_io(&ctx, &pod).await;
                         return;
                     }
                 }
@@ -308,6 +406,7 @@ async fn pod_task(ctx: Arc<Context>, mut updates: watch::Receiver<Option<Pod>>) 
         }),
         ..Default::default()
     };
+    delete_io(&ctx, &pod).await;
     match pods.delete(&name, &params).await {
         Ok(_) => tracing::info!(pod = %key, "deletion finished"),
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}

@@ -170,12 +170,45 @@ pub fn unchanged(pod: &Pod, patch: &Value) -> bool {
     strip(&current) == strip(patch)
 }
 
+/// How the runner tells a running container is ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// Spilo: Patroni's REST API on port 8008 ([`patroni_ready`]).
+    Patroni,
+    /// The container's `readinessProbe.httpGet` on the pod IP: a 2xx or 3xx answer.
+    HttpGet { port: u16, path: String },
+    /// No probe: ready while running, as the kubelet does.
+    Running,
+}
+
+impl Readiness {
+    pub async fn ready(&self, ip: &str) -> bool {
+        match self {
+            Readiness::Patroni => patroni_ready(ip, 8008).await,
+            Readiness::HttpGet { port, path } => http_ready(ip, *port, path).await,
+            Readiness::Running => true,
+        }
+    }
+}
+
 /// Patroni's readiness: `GET http://ip:port/readiness` answers 200 (running and, on a replica,
 /// streaming within the lag limit).
 pub async fn patroni_ready(ip: &str, port: u16) -> bool {
+    http_status(ip, port, "/readiness").await == Some(200)
+}
+
+/// A kubelet's HTTP probe: `GET http://ip:port/path` answers 200 to 399.
+pub async fn http_ready(ip: &str, port: u16, path: &str) -> bool {
+    http_status(ip, port, path)
+        .await
+        .is_some_and(|code| (200..400).contains(&code))
+}
+
+/// The status code of `GET http://ip:port/path` (2 s at most), `None` without an answer.
+async fn http_status(ip: &str, port: u16, path: &str) -> Option<u16> {
     let probe = async {
         let mut stream = tokio::net::TcpStream::connect((ip, port)).await.ok()?;
-        let request = format!("GET /readiness HTTP/1.0\r\nHost: {ip}:{port}\r\n\r\n");
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {ip}:{port}\r\n\r\n");
         stream.write_all(request.as_bytes()).await.ok()?;
         let mut head = [0u8; 16];
         let mut read = 0;
@@ -187,13 +220,15 @@ pub async fn patroni_ready(ip: &str, port: u16) -> bool {
             read += n;
         }
         let line = String::from_utf8_lossy(&head[..read]).to_string();
-        Some(line.starts_with("HTTP/1.") && line.get(9..12) == Some("200"))
+        if !line.starts_with("HTTP/1.") {
+            return None;
+        }
+        line.get(9..12)?.parse::<u16>().ok()
     };
     tokio::time::timeout(Duration::from_secs(2), probe)
         .await
         .ok()
         .flatten()
-        .unwrap_or(false)
 }
 
 #[cfg(test)]
