@@ -171,14 +171,21 @@ async fn get(kind: &str, ns: &str, name: &str) -> Result<Value> {
     Ok(serde_json::from_str(&out.stdout)?)
 }
 
+/// Waits for the status; Running needs Patroni to elect a leader on the pod runner's real
+/// members, which takes as long as initdb on a loaded machine.
 async fn wait_status(ns: &str, name: &str, want: &str) -> Result<Value> {
-    e2e::eventually(&format!("postgresql {name} to be {want}"), || async {
-        let pg = get("postgresql", ns, name).await?;
-        match pg["status"]["PostgresClusterStatus"].as_str() {
-            Some(s) if s == want => Ok(pg),
-            other => bail!("status is {other:?}"),
-        }
-    })
+    e2e::eventually::eventually_with(
+        &format!("postgresql {name} to be {want}"),
+        e2e::patroni::TIMEOUT,
+        std::time::Duration::from_millis(250),
+        || async {
+            let pg = get("postgresql", ns, name).await?;
+            match pg["status"]["PostgresClusterStatus"].as_str() {
+                Some(s) if s == want => Ok(pg),
+                other => bail!("status is {other:?}"),
+            }
+        },
+    )
     .await
 }
 

@@ -24,6 +24,7 @@
 
 pub mod api;
 pub mod claims;
+pub mod containers;
 pub mod cri_log;
 pub mod kubelet_io;
 pub mod kubelet_proxy;
@@ -38,7 +39,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Container, Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::watcher::{self, Event};
@@ -48,11 +49,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::env::Allocatable;
-use crate::supervisor::{ContainerSpec, Supervisor};
-use api::{ApiLookups, ApiServer};
-use cri_log::Mirror;
-use kubelet_io::{ContainerIo, ExecTarget};
-use status::{Known, Readiness};
+use api::ApiServer;
+use kubelet_io::ContainerIo;
+use status::Known;
 
 /// How often a pod's kwok `Logs` and `Exec` are written again (they are applied at the start;
 /// this repairs one deleted meanwhile, e.g. by the garbage collector racing a recreated pod).
@@ -87,7 +86,7 @@ pub fn runs(pod: &Pod) -> bool {
     })
 }
 
-fn pod_key(pod: &Pod) -> String {
+pub(crate) fn pod_key(pod: &Pod) -> String {
     format!(
         "{}/{}",
         pod.metadata.namespace.as_deref().unwrap_or_default(),
@@ -137,7 +136,7 @@ pub async fn run(ctx: Arc<Context>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn allocatable(client: &Client, pod: &Pod) -> Allocatable {
+pub(crate) async fn allocatable(client: &Client, pod: &Pod) -> Allocatable {
     let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
         return Allocatable::default();
     };
@@ -152,143 +151,6 @@ async fn allocatable(client: &Client, pod: &Pod) -> Allocatable {
         memory: alloc.get("memory").cloned(),
         ephemeral_storage: alloc.get("ephemeral-storage").cloned(),
     }
-}
-
-/// Drops the role label when a member's process dies without Patroni removing it (a hard kill
-/// leaves `spilo-role=master` on the pod, and tests would see two masters).
-fn drop_role_when_dead(pods: Api<Pod>, name: String, key: String, sup: &Supervisor) {
-    let mut rx = sup.watch();
-    tokio::spawn(async move {
-        let mut was_running = rx.borrow().is_running();
-        while rx.changed().await.is_ok() {
-            let running = rx.borrow().is_running();
-            if was_running && !running {
-                let patch = json!({"metadata": {"labels": {ROLE_LABEL: null}}});
-                match pods
-                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                {
-                    Ok(_) => tracing::info!(pod = %key, "member died: {ROLE_LABEL} label dropped"),
-                    Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(e) => tracing::warn!(pod = %key, error = %e, "could not drop {ROLE_LABEL}"),
-                }
-            }
-            was_running = running;
-        }
-    });
-}
-
-/// The containers the runner started, with what `kubectl logs`/`exec` need of them.
-#[derive(Default)]
-struct Started {
-    known: Vec<Known>,
-    sups: Vec<Option<Supervisor>>,
-    /// Per container, beside `sups`.
-    readiness: Vec<Readiness>,
-    io: Vec<ContainerIo>,
-    /// Keep the CRI copies of the logs going while the pod lives.
-    mirrors: Vec<Mirror>,
-}
-
-/// The CRI copy of a started container's log ([`cri_log`]), beside the supervisor's.
-fn mirror(key: &str, name: &str, sup: &Supervisor) -> Option<Mirror> {
-    let source = sup.log_path(false).parent()?.to_path_buf();
-    let out = source.join("cri");
-    match Mirror::start(source, out, format!("{key}/{name}")) {
-        Ok(m) => Some(m),
-        Err(e) => {
-            tracing::warn!(pod = %key, container = %name, error = %e, "no log for kubectl logs");
-            None
-        }
-    }
-}
-
-/// What a container became before it starts: its process, how its readiness is told, how
-/// `kubectl exec` runs in it, and what the runner has to say about it.
-type Prepared = (ContainerSpec, Readiness, ExecTarget, Vec<String>);
-
-/// Prepares a container the runner runs (on a blocking thread: API lookups, files, openssl);
-/// `None` for one it leaves to kwok.
-async fn prepare(
-    ctx: &Arc<Context>,
-    pod: &Pod,
-    container: &Container,
-    alloc: &Allocatable,
-) -> Option<Result<Prepared, member::PrepareError>> {
-    let image = container.image.as_deref();
-    let spilo = member::is_spilo_image(image);
-    let row = operator::row(image);
-    if !spilo && row.is_none() {
-        return None;
-    }
-    let lookups = ApiLookups {
-        client: ctx.client.clone(),
-        handle: tokio::runtime::Handle::current(),
-    };
-    let (c, p, a, container) = (ctx.clone(), pod.clone(), alloc.clone(), container.clone());
-    let prepared = tokio::task::spawn_blocking(move || match row {
-        Some(row) if !spilo => operator::prepare(&c, &lookups, &p, &container, &a, row)
-            .map(|(spec, readiness, exec)| (spec, readiness, exec, Vec::new())),
-        _ => member::prepare(&c, &lookups, &p, &container, &a)
-            .map(|(spec, warnings, exec)| (spec, Readiness::Patroni, exec, warnings)),
-    })
-    .await;
-    Some(prepared.unwrap_or_else(|e| {
-        Err(member::PrepareError {
-            reason: "CreateContainerError",
-            message: format!("the runner failed preparing the container: {e}"),
-        })
-    }))
-}
-
-async fn start_members(ctx: &Arc<Context>, pods: &Api<Pod>, pod: &Pod) -> Started {
-    let key = pod_key(pod);
-    let alloc = allocatable(&ctx.client, pod).await;
-    let containers = pod.spec.clone().unwrap_or_default().containers;
-    let mut started = Started::default();
-    for container in containers {
-        let name = container.name.clone();
-        let (known, sup, readiness) = match prepare(ctx, pod, &container, &alloc).await {
-            None => (Known::Fake, None, Readiness::Running),
-            Some(Ok((spec, readiness, exec, warnings))) => {
-                for w in warnings {
-                    tracing::info!(pod = %key, container = %name, "spilo: {w}");
-                }
-                tracing::info!(pod = %key, container = %name, argv = ?spec.argv, "starting");
-                let sup = Supervisor::start(spec);
-                if let Some(m) = mirror(&key, &name, &sup) {
-                    started.io.push(ContainerIo {
-                        name: name.clone(),
-                        log: m.path(false).to_path_buf(),
-                        previous_log: m.path(true).to_path_buf(),
-                        exec: Some(exec),
-                    });
-                    started.mirrors.push(m);
-                }
-                if readiness == Readiness::Patroni {
-                    let pod_name = pod.metadata.name.clone().unwrap_or_default();
-                    drop_role_when_dead(pods.clone(), pod_name, key.clone(), &sup);
-                }
-                let known = Known::Run {
-                    status: sup.status(),
-                    ready: false,
-                };
-                (known, Some(sup), readiness)
-            }
-            Some(Err(e)) => {
-                tracing::warn!(pod = %key, container = %name, reason = e.reason, "cannot run: {}", e.message);
-                let known = Known::Failed {
-                    reason: e.reason.into(),
-                    message: e.message,
-                };
-                (known, None, Readiness::Running)
-            }
-        };
-        started.known.push(known);
-        started.sups.push(sup);
-        started.readiness.push(readiness);
-    }
-    started
 }
 
 /// Writes the pod's kwok `Logs` and `Exec` (a failure is logged; the next resync retries).
@@ -318,18 +180,11 @@ async fn pod_task(ctx: Arc<Context>, mut updates: watch::Receiver<Option<Pod>>) 
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-    let started = if pod.metadata.deletion_timestamp.is_none() {
-        start_members(&ctx, &pods, &pod).await
+    let mut slots = if pod.metadata.deletion_timestamp.is_none() {
+        containers::start_all(&ctx, &pods, &pod).await
     } else {
-        Started::default()
+        Vec::new()
     };
-    let Started {
-        mut known,
-        sups,
-        readiness,
-        io,
-        mirrors: _mirrors,
-    } = started;
     let mut io_written: Option<Instant> = None;
     let ip = pod
         .status
@@ -341,16 +196,21 @@ async fn pod_task(ctx: Arc<Context>, mut updates: watch::Receiver<Option<Pod>>) 
         if pod.metadata.deletion_timestamp.is_some() {
             break;
         }
-        for ((known, sup), readiness) in known.iter_mut().zip(&sups).zip(&readiness) {
-            if let Some(sup) = sup {
+        if containers::retry_due(&ctx, &pods, &pod, &mut slots).await {
+            io_written = None;
+        }
+        for slot in slots.iter_mut() {
+            if let Some(sup) = &slot.sup {
                 let status = sup.status();
-                let ready = status.is_running() && readiness.ready(&ip).await;
-                *known = Known::Run { status, ready };
+                let ready = status.is_running() && slot.readiness.ready(&ip).await;
+                slot.known = Known::Run { status, ready };
             }
         }
+        let io: Vec<ContainerIo> = slots.iter().filter_map(|s| s.io.clone()).collect();
         if !io.is_empty() && io_written.is_none_or(|at| at.elapsed() >= KUBELET_IO_RESYNC) {
             io_written = apply_io(&ctx, &pod, &io).await.then(Instant::now);
         }
+        let known: Vec<Known> = slots.iter().map(|s| s.known.clone()).collect();
         let patch = status::pod_status(&pod, &known, SystemTime::now());
         if !status::unchanged(&pod, &patch) {
             let body = json!({"status": patch});
@@ -371,10 +231,11 @@ async fn pod_task(ctx: Arc<Context>, mut updates: watch::Receiver<Option<Pod>>) 
                     None => {
                         // Gone without a graceful deletion (force delete): kill at once.
                         tracing::info!(pod = %key, "pod gone; killing its containers");
-                        for sup in sups.into_iter().flatten() {
+                        for sup in slots.into_iter().filter_map(|s| s.sup) {
                             sup.stop_with(Duration::ZERO).await;
                         }
                         delete_io(&ctx, &pod).await;
+                        forget(&ctx, &pod);
                         return;
                     }
                 }
@@ -393,9 +254,9 @@ async fn pod_task(ctx: Arc<Context>, mut updates: watch::Receiver<Option<Pod>>) 
         .unwrap_or(30)
         .max(0) as u64;
     tracing::info!(pod = %key, grace, "pod deleted; stopping its containers");
-    let stops = sups
+    let stops = slots
         .into_iter()
-        .flatten()
+        .filter_map(|s| s.sup)
         .map(|sup| sup.stop_with(Duration::from_secs(grace)));
     futures::future::join_all(stops).await;
     let params = DeleteParams {
@@ -412,7 +273,28 @@ async fn pod_task(ctx: Arc<Context>, mut updates: watch::Receiver<Option<Pod>>) 
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
         Err(e) => tracing::warn!(pod = %key, error = %e, "finishing the deletion failed"),
     }
+    forget(&ctx, &pod);
+}
+
+/// Removes what a deleted pod left on this machine, as a kubelet does (its token, Secrets,
+/// emptyDirs, run dir), but its logs, kept for whoever debugs a test; claims' data goes with the
+/// claim ([`claims`]).
+fn forget(ctx: &Context, pod: &Pod) {
     if let Some(uid) = &pod.metadata.uid {
         let _ = std::fs::remove_dir_all(ctx.run_root.join(uid));
+    }
+    let root = member::pod_root(ctx, pod);
+    for entry in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+        if entry.file_name() != "logs" {
+            let path = entry.path();
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            if let Err(e) = removed {
+                tracing::warn!(pod = %pod_key(pod), path = %path.display(), error = %e, "not removed");
+            }
+        }
     }
 }
