@@ -2,8 +2,10 @@
 //! runs every Spilo container of the kwok nodes. A 1-instance cluster gets a master elected by
 //! Patroni (label, leader ConfigMap) that psql reaches on its pod IP with the password of the
 //! `postgres` Secret, also through the master Service's ClusterIP; a 2-instance cluster gets a streaming replica that sees the master's rows.
+//! A pod whose environment names a Secret that does not exist yet says so in its status and
+//! starts once the Secret appears, as a kubelet retries it.
 //! Each test runs its own controller scoped to its own namespace. They cost real CPU (initdb,
-//! basebackup) on 2 cores, so there are only these two.
+//! basebackup) on 2 cores, so there are only these three.
 
 use anyhow::{Result, bail};
 use e2e::command::kubectl_with_stdin;
@@ -85,5 +87,38 @@ async fn two_instances_stream_and_the_replica_sees_the_masters_rows() -> Result<
         }
     })
     .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_pod_waits_for_its_secret_then_starts() -> Result<()> {
+    let (ns, _controller) = setup("real-late").await?;
+    let n = ns.name.as_str();
+    let pg = manifest("acid-late", 1).replace(
+        "spec:\n",
+        "spec:\n  env:\n  - name: LATE\n    valueFrom:\n      secretKeyRef: {name: late, key: value}\n",
+    );
+    kubectl_with_stdin(["apply", "-n", n, "-f", "-"], &pg)
+        .await?
+        .ok()?;
+    let waiting = e2e::eventually::eventually("the pod to say what it waits for", || async {
+        let pod = json(&["get", "pod", "acid-late-0", "-n", n]).await?;
+        let state = &pod["status"]["containerStatuses"][0]["state"]["waiting"];
+        match state["reason"].as_str() {
+            Some("CreateContainerConfigError") => Ok(state["message"].to_string()),
+            _ => bail!("container state {}", pod["status"]["containerStatuses"]),
+        }
+    })
+    .await?;
+    assert!(
+        waiting.contains("late"),
+        "the message names the Secret: {waiting}"
+    );
+    let secret = r#"{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "late"}, "stringData": {"value": "x"}}"#;
+    kubectl_with_stdin(["apply", "-n", n, "-f", "-"], secret)
+        .await?
+        .ok()?;
+    let (_, ip, pw) = writable_master(n, "acid-late").await?;
+    assert_eq!(sql(&ip, &pw, "select 1").await?, "1");
     Ok(())
 }
