@@ -41,6 +41,12 @@ impl Objects for ApiLookups {
     }
 }
 
+/// How long the token in a process's kubeconfig is valid. Patroni reads a kubeconfig's token
+/// once (only its in-cluster mode re-reads a token file, from a path that is one per machine),
+/// so the token must last the pod's life: it is bound to the pod — the API server refuses it
+/// once the pod is deleted — and expires after a year rather than the kubelet's hour.
+pub const PROCESS_TOKEN_SECONDS: i64 = 365 * 24 * 3600;
+
 impl ApiLookups {
     /// The ClusterIP of a Service, if it exists and has one.
     pub fn service_ip(&self, namespace: &str, name: &str) -> Result<Option<String>, LookupError> {

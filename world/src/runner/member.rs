@@ -252,8 +252,14 @@ pub fn prepare(
     };
 
     let service_account = spec.service_account_name.as_deref().unwrap_or("default");
-    let token = crate::volumes::Tokens::token(lookups, pod, service_account, None, 86_400)
-        .map_err(|e| create_error(format!("token for service account {service_account}: {e}")))?;
+    let token = crate::volumes::Tokens::token(
+        lookups,
+        pod,
+        service_account,
+        None,
+        super::api::PROCESS_TOKEN_SECONDS,
+    )
+    .map_err(|e| create_error(format!("token for service account {service_account}: {e}")))?;
     let context = "local".to_string();
     let kubeconfig = run_dir.join("kubeconfig");
     let kubeconfig_text = ctx.api.kubeconfig(&token, &context, namespace);

@@ -320,8 +320,14 @@ pub fn prepare(
     dir_for(&run_dir, &user, 0o700)?;
 
     let service_account = spec.service_account_name.as_deref().unwrap_or("default");
-    let token = crate::volumes::Tokens::token(lookups, pod, service_account, None, 86_400)
-        .map_err(|e| create_error(format!("token for service account {service_account}: {e}")))?;
+    let token = crate::volumes::Tokens::token(
+        lookups,
+        pod,
+        service_account,
+        None,
+        super::api::PROCESS_TOKEN_SECONDS,
+    )
+    .map_err(|e| create_error(format!("token for service account {service_account}: {e}")))?;
     let kubeconfig = run_dir.join("kubeconfig");
     let text = ctx.api.kubeconfig(&token, "local", namespace);
     write_file(&kubeconfig, text.as_bytes(), 0o600, &user)?;

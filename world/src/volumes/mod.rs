@@ -295,6 +295,9 @@ pub fn plan_volumes(
                     let account = spec
                         .and_then(|s| s.service_account_name.clone())
                         .unwrap_or_else(|| "default".into());
+                    // Written once, not refreshed as a kubelet does at 80% of its life: the
+                    // processes here reach the API through their kubeconfig's pod-long token
+                    // (runner::api::PROCESS_TOKEN_SECONDS), not through this file.
                     let expiry = t.expiration_seconds.unwrap_or(3600);
                     let token = sources
                         .tokens
