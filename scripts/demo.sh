@@ -93,7 +93,7 @@ psql_bin=$PGOP_CACHE/world/pg/$major/bin/psql
 [ -x "$psql_bin" ] || die "no psql for PostgreSQL $major at $psql_bin (run make world)"
 master_ip=$(k get service "$cluster" -o jsonpath='{.spec.clusterIP}')
 secret=postgres.$cluster.credentials.postgresql.acid.zalan.do
-password_cmd="kubectl get secret $secret -o jsonpath='{.data.password}' | base64 -d"
+password_cmd="$KUBECTL get secret $secret -o jsonpath='{.data.password}' | base64 -d"
 password=$(k get secret "$secret" -o jsonpath='{.data.password}' | base64 -d)
 psql_master() { PGPASSWORD=$password PGCONNECT_TIMEOUT=5 "$psql_bin" "host=$master_ip user=postgres dbname=postgres sslmode=prefer" -XtAc "$1"; }
 log "waiting for the master Service to accept writes and the replica to stream"
