@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod crd;
+pub mod database;
 pub mod fields;
 pub mod labels;
 pub mod naming;

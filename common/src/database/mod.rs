@@ -1,0 +1,5 @@
+//! The cluster's inside: roles, databases, schemas, extensions and default privileges, as
+//! Zalando makes them. [`model`] holds the data; the rules that fill [`model::Wanted`] and the
+//! plan from wanted and actual to statements live beside it.
+
+pub mod model;
