@@ -3,3 +3,5 @@
 //! plan from wanted and actual to statements live beside it.
 
 pub mod model;
+pub mod password;
+pub mod quote;
