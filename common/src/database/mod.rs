@@ -5,3 +5,4 @@
 pub mod model;
 pub mod password;
 pub mod quote;
+pub mod wanted;
