@@ -4,5 +4,6 @@
 
 pub mod model;
 pub mod password;
+pub mod plan;
 pub mod quote;
 pub mod wanted;
