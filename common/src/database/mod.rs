@@ -3,3 +3,7 @@
 //! plan from wanted and actual to statements live beside it.
 
 pub mod model;
+pub mod password;
+pub mod plan;
+pub mod quote;
+pub mod wanted;

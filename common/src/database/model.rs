@@ -54,6 +54,10 @@ pub enum Origin {
 pub struct Role {
     pub name: String,
     pub flags: BTreeSet<Flag>,
+    /// Attributes asked for in their `NO` form (`NOINHERIT`, `NOCREATEDB`, and `NOLOGIN` for the
+    /// prepared-database group roles): written on creation, and the one case where an existing
+    /// role loses an attribute, as Zalando alters a role with the flags the catalog lacks.
+    pub no_flags: BTreeSet<Flag>,
     pub password: Password,
     /// Roles it is a member of (`IN ROLE`, later `GRANT`); never revoked.
     pub member_of: BTreeSet<String>,
