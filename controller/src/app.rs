@@ -68,6 +68,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         controller_id: env.controller_id().to_string(),
         stores: stores.clone(),
         observed: members.observed.clone(),
+        connector: Default::default(),
         events: Events::start(client.clone(), reporter, metrics.events_dropped.clone()),
         metrics,
         caches_ready: AtomicBool::new(false),

@@ -21,6 +21,8 @@ pub struct Context {
     pub stores: Stores,
     /// What the members show (pods, Patroni's leader lock).
     pub observed: crate::members::Observed,
+    /// Dials the clusters' databases (a shared connection limit).
+    pub connector: crate::database::connect::Connector,
     /// Event publisher.
     pub events: Events,
     /// Metrics.

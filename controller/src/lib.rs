@@ -11,6 +11,7 @@ pub mod apply;
 pub mod args;
 pub mod children;
 pub mod context;
+pub mod database;
 pub mod crd_registration;
 pub mod deletion;
 pub mod desired;

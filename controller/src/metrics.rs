@@ -58,6 +58,9 @@ pub struct Metrics {
     pub clusters: Family<StatusLabels, Gauge>,
     /// Events dropped because the publishing queue was full.
     pub events_dropped: Counter,
+    /// SQL statements planned for clusters (catalog reads excluded): 0 per sync of an
+    /// unchanged cluster.
+    pub database_statements: Counter,
 }
 
 impl Default for Metrics {
@@ -102,7 +105,14 @@ impl Default for Metrics {
             "Events not published because the queue was full",
             events_dropped.clone(),
         );
+        let database_statements = Counter::default();
+        registry.register(
+            "database_statements",
+            "SQL statements planned to change clusters' roles, databases and schemas",
+            database_statements.clone(),
+        );
         Self {
+            database_statements,
             registry,
             reconciles,
             failures,
@@ -135,6 +145,11 @@ impl Metrics {
                 resource: resource.to_string(),
             })
             .inc();
+    }
+
+    /// Counts the statements of a database plan.
+    pub fn database_statements(&self, planned: usize) {
+        self.database_statements.inc_by(planned as u64);
     }
 
     /// The OpenMetrics exposition.

@@ -101,9 +101,14 @@ pub async fn reconcile(pg: Arc<Postgresql>, ctx: Arc<Context>) -> Result<Action,
     let outcome = apply_children(&ctx, &valid, &changes, config, &namespace).await;
     changes.publish(&ctx, &pg);
     let ignored = common::fields::summary(&valid.ignored);
+    let database = match &outcome {
+        Ok(status::Pods::Running(leader)) => sync_database(&ctx, config, &pg, leader).await,
+        _ => status::Database::NotYet,
+    };
     let result = match &outcome {
         Ok(pods) => status::Result::Applied {
             pods: pods.clone(),
+            database: database.clone(),
             ignored: ignored.clone(),
         },
         Err(error) => status::Result::Failed(error.to_string()),
@@ -118,10 +123,64 @@ pub async fn reconcile(pg: Arc<Postgresql>, ctx: Arc<Context>) -> Result<Action,
     ctx.metrics
         .observe(started.elapsed(), outcome.as_ref().err().map(Error::reason));
     match outcome {
+        // A database that failed is tried again soon, not at the next resync.
+        Ok(_) if matches!(database, status::Database::Failed(_)) => Ok(Action::requeue(
+            config.repair_period().min(Duration::from_secs(30)),
+        )),
         Ok(_) => Ok(Action::requeue(config.resync_period())),
         Err(error) => {
             warn(&ctx, &pg, "SyncFailed", error.to_string());
             Err(error)
+        }
+    }
+}
+
+/// Syncs the roles and databases inside the cluster and tells how it went: a failure is a
+/// Warning Event (and the Ready condition), never an error that stops the reconcile.
+async fn sync_database(
+    ctx: &Context,
+    config: &common::config::Config,
+    pg: &Postgresql,
+    leader: &str,
+) -> status::Database {
+    match crate::database::sync(ctx, config, pg, leader).await {
+        Ok(crate::database::Synced::Skipped(why)) => status::Database::Skipped(why.into()),
+        Ok(crate::database::Synced::Ran(report)) => {
+            if report.applied > 0 {
+                let event = Event {
+                    kind: Kind::Normal,
+                    reason: "DatabaseSynced".into(),
+                    note: format!(
+                        "{} statement(s) applied to roles, databases and schemas",
+                        report.applied
+                    ),
+                    action: "Sync".into(),
+                    related: None,
+                };
+                ctx.events.publish(pg.object_ref(&()), event);
+            }
+            if report.failed.is_empty() {
+                status::Database::Synced
+            } else {
+                let failures: Vec<String> = report
+                    .failed
+                    .iter()
+                    .map(|f| format!("{} (database {}): {}", f.what, f.database, f.error))
+                    .collect();
+                let note = format!(
+                    "{} of {} statement(s) failed: {}",
+                    report.failed.len(),
+                    report.failed.len() + report.applied,
+                    failures.join("; ")
+                );
+                warn(ctx, pg, "DatabaseSyncFailed", note.clone());
+                status::Database::Failed(note)
+            }
+        }
+        Err(error) => {
+            let note = format!("the database side could not be synced: {error}");
+            warn(ctx, pg, "DatabaseSyncFailed", note.clone());
+            status::Database::Failed(note)
         }
     }
 }

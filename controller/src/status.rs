@@ -15,6 +15,8 @@ pub enum Result {
     Applied {
         /// The pods and Patroni's leader.
         pods: Pods,
+        /// The inside of the database, once there is a leader.
+        database: Database,
         /// The fields the manifest sets that are not acted on yet
         /// ([`common::fields::summary`]): the cluster is then never reported Ready.
         ignored: Option<String>,
@@ -38,6 +40,19 @@ impl Pods {
             Pods::Waiting(why) => format!("waiting: {why}"),
         }
     }
+}
+
+/// How the database side went (roles, databases, schemas: [`crate::database`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Database {
+    /// Not tried: no running leader yet.
+    NotYet,
+    /// Nothing to do by design, and why.
+    Skipped(String),
+    /// Everything the manifest asks for is there.
+    Synced,
+    /// What failed: a connection, the catalog read, or statements (by what they do).
+    Failed(String),
 }
 
 fn creating(status: &ClusterStatus) -> bool {
@@ -102,6 +117,11 @@ pub fn next(pg: &Postgresql, result: &Result, now: Time) -> PostgresqlStatus {
             common::fields::CONDITION_REASON,
             format!("{ignored}; {}", pods.message()),
         ),
+        Result::Applied {
+            pods: Pods::Running(_),
+            database: Database::Failed(why),
+            ..
+        } => ("False", "DatabaseSyncFailed", why.clone()),
         Result::Applied {
             pods: pods @ Pods::Running(_),
             ..
@@ -173,6 +193,7 @@ mod tests {
             &fresh,
             &Result::Applied {
                 pods: Pods::Waiting("no pod is labelled spilo-role=master yet".into()),
+                database: Database::NotYet,
                 ignored: None,
             },
             now(),
@@ -182,6 +203,7 @@ mod tests {
             &pg(Some(creating.clone()), 1),
             &Result::Applied {
                 pods: Pods::Running("a-0".into()),
+                database: Database::NotYet,
                 ignored: None,
             },
             now(),
@@ -191,6 +213,7 @@ mod tests {
             &pg(Some(running.clone()), 2),
             &Result::Applied {
                 pods: Pods::Waiting("no pod is labelled spilo-role=master yet".into()),
+                database: Database::NotYet,
                 ignored: None,
             },
             now(),
@@ -232,6 +255,7 @@ mod tests {
             &pg(None, 1),
             &Result::Applied {
                 pods: Pods::Running("a-0".into()),
+                database: Database::NotYet,
                 ignored: None,
             },
             now(),
@@ -241,6 +265,7 @@ mod tests {
             &pg(Some(first.clone()), 1),
             &Result::Applied {
                 pods: Pods::Running("a-0".into()),
+                database: Database::NotYet,
                 ignored: None,
             },
             later,

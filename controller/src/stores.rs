@@ -62,11 +62,14 @@ impl Slim for StatefulSet {
     }
 }
 
-/// Secrets are only ever created, never compared: their data is not kept.
+/// Secrets are only ever created, never compared; of their data only the credentials are
+/// kept, which the database sync reads (a Secret is the source of truth of its role's password).
 impl Slim for Secret {
     fn slim(&mut self) {
         slim_meta(&mut self.metadata);
-        self.data = None;
+        if let Some(data) = &mut self.data {
+            data.retain(|k, _| k == "username" || k == "password");
+        }
         self.string_data = None;
     }
 }
@@ -209,12 +212,12 @@ mod tests {
     }
 
     #[test]
-    fn slim_secrets_and_endpoints_keep_metadata_only() {
+    fn slim_secrets_keep_credentials_and_endpoints_metadata_only() {
         let mut secret: Secret = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "s", "labels": {"a": "b"}}, "data": {"password": "eA=="}}))
+            "metadata": {"name": "s", "labels": {"a": "b"}}, "data": {"password": "eA==", "other": "eA=="}}))
         .unwrap();
         secret.slim();
-        assert_eq!(secret.data, None);
+        assert_eq!(secret.data.as_ref().map(|d| d.len()), Some(1));
         assert_eq!(secret.metadata.labels.unwrap()["a"], "b");
         let mut endpoints: Endpoints = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "e"}, "subsets": [{"addresses": [{"ip": "127.10.0.1"}]}]}))

@@ -68,11 +68,21 @@ pub async fn setup(prefix: &str) -> Result<(TestNamespace, Controller)> {
     kubectl_with_stdin(["apply", "-f", "-"], &config.to_string())
         .await?
         .ok()?;
-    let log = std::fs::File::create(
-        paths::local_dir()
-            .join("logs")
-            .join(format!("controller-{}.log", ns.name)),
-    )?;
+    let controller = start_controller(&ns.name)?;
+    Ok((ns, controller))
+}
+
+/// A controller watching only `namespace` and configured by its `postgres-operator`
+/// ConfigMap; its log is appended to `.local/logs/controller-<namespace>.log`.
+pub fn start_controller(namespace: &str) -> Result<Controller> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(
+            paths::local_dir()
+                .join("logs")
+                .join(format!("controller-{namespace}.log")),
+        )?;
     let child = Command::new(crate::process::workspace_binary("controller")?)
         .args([
             "--admin-listen",
@@ -80,9 +90,9 @@ pub async fn setup(prefix: &str) -> Result<(TestNamespace, Controller)> {
         ])
         .args(["--leader-election", "false"])
         .env("KUBECONFIG", paths::kubeconfig())
-        .env("CONFIG_MAP_NAME", format!("{}/postgres-operator", ns.name))
-        .env("OPERATOR_NAMESPACE", &ns.name)
-        .env("WATCHED_NAMESPACE", &ns.name)
+        .env("CONFIG_MAP_NAME", format!("{namespace}/postgres-operator"))
+        .env("OPERATOR_NAMESPACE", namespace)
+        .env("WATCHED_NAMESPACE", namespace)
         .env("RUST_LOG", "info,kube=warn")
         .env_remove("POSTGRES_OPERATOR_CONFIGURATION_OBJECT")
         .env_remove("CONTROLLER_ID")
@@ -90,7 +100,7 @@ pub async fn setup(prefix: &str) -> Result<(TestNamespace, Controller)> {
         .stderr(log)
         .spawn()
         .context("starting the controller")?;
-    Ok((ns, Controller(child)))
+    Ok(Controller(child))
 }
 
 /// A `postgresql` manifest of `instances` members of the test major.
@@ -123,13 +133,22 @@ pub fn psql_bin() -> PathBuf {
 
 /// `psql -AtX -c sql` as postgres against `ip`; the trimmed output.
 pub async fn sql(ip: &str, password: &str, sql: &str) -> Result<String> {
+    sql_as(ip, "postgres", password, "postgres", sql).await
+}
+
+/// `psql -AtX -c sql` as `user` on `database` at `ip`; the trimmed output.
+pub async fn sql_as(
+    ip: &str,
+    user: &str,
+    password: &str,
+    database: &str,
+    sql: &str,
+) -> Result<String> {
     let psql = psql_bin();
     let out = tokio::time::timeout(
         Duration::from_secs(10),
         tokio::process::Command::new(&psql)
-            .args([
-                "-h", ip, "-U", "postgres", "-d", "postgres", "-AtX", "-c", sql,
-            ])
+            .args(["-h", ip, "-U", user, "-d", database, "-AtX", "-c", sql])
             .env("PGPASSWORD", password)
             .env("PGCONNECT_TIMEOUT", "3")
             .kill_on_drop(true)
@@ -139,7 +158,7 @@ pub async fn sql(ip: &str, password: &str, sql: &str) -> Result<String> {
     .context("psql timed out")??;
     if !out.status.success() {
         bail!(
-            "psql -h {ip}: {}",
+            "psql -h {ip} -U {user} -d {database}: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }

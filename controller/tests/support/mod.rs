@@ -402,6 +402,7 @@ pub fn context(client: Client, config: Config, cached: Vec<Cached>) -> Arc<Conte
         controller_id: String::new(),
         stores,
         observed,
+        connector: Default::default(),
         events: Events::start(client, reporter, metrics.events_dropped.clone()),
         metrics,
         caches_ready: AtomicBool::new(true),
@@ -438,6 +439,7 @@ pub fn running_cluster(namespace: &str) -> Postgresql {
         &pg,
         &controller::status::Result::Applied {
             pods: controller::status::Pods::Running(format!("{CLUSTER}-0")),
+            database: controller::status::Database::Synced,
             ignored: common::fields::summary(&common::fields::ignored_fields(&pg)),
         },
         now,

@@ -151,6 +151,7 @@ pub async fn same_objects(client: &Client, n: usize, verb: Verb, scope: Scope) -
                     pods: controller::status::Pods::Waiting(
                         "the StatefulSet is not seen yet".into(),
                     ),
+                    database: controller::status::Database::NotYet,
                     ignored: ignored.clone(),
                 },
                 Time(now),

@@ -1,0 +1,192 @@
+//! The database side of a reconcile: once Patroni has a running leader, the roles, databases,
+//! schemas, extensions and default privileges the manifest asks for are made inside PostgreSQL.
+//!
+//! dereference (leader pod, passwords from the Secrets) → wanted (pure, `common::database`) →
+//! catalog read (one round-trip per database) → plan (pure) → execute (only when the plan is
+//! not empty). A sync of an unchanged cluster is the catalog read and nothing else.
+
+pub mod catalog;
+pub mod connect;
+pub mod execute;
+
+use crate::context::Context;
+use common::config::Config;
+use common::crd::Postgresql;
+use common::database::model::{Actual, Wanted};
+use connect::{ConnectError, Target};
+use execute::{ExecuteError, Report};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Why the database side could not be synced this time (a retry follows).
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("the leader pod {0} has no IP in the cache yet")]
+    NoLeaderIp(String),
+    #[error("the superuser's Secret {0} has no password yet")]
+    NoSuperuserPassword(String),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("reading the catalog of {database}: {message}")]
+    Catalog { database: String, message: String },
+    #[error(transparent)]
+    Execute(#[from] ExecuteError),
+}
+
+/// What the sync did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Synced {
+    /// Nothing to do by design: database access is off, a standby cluster, no instances.
+    Skipped(&'static str),
+    /// The plan ran (possibly empty: nothing changed).
+    Ran(Report),
+}
+
+/// Why a cluster gets no database writes, if it gets none.
+pub fn skipped(config: &Config, pg: &Postgresql) -> Option<&'static str> {
+    if !config.debug.enable_database_access {
+        Some("enable_database_access is off")
+    } else if pg.spec.standby.is_some() {
+        Some("a standby cluster replays its source and takes no writes")
+    } else if pg.spec.number_of_instances <= 0 {
+        Some("the cluster has no instances")
+    } else {
+        None
+    }
+}
+
+/// The clear passwords of the cluster's Secrets by role name, from the Secret cache.
+pub fn passwords(ctx: &Context, config: &Config, pg: &Postgresql) -> BTreeMap<String, String> {
+    let namespace = pg.namespace().unwrap_or_default();
+    let label = &config.kubernetes.cluster_name_label;
+    let decode = |secret: &Secret, key: &str| {
+        secret
+            .data
+            .as_ref()?
+            .get(key)
+            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+    };
+    ctx.stores
+        .secrets
+        .state()
+        .iter()
+        .filter(|s| {
+            s.labels().get(label).map(String::as_str) == Some(pg.cluster_name())
+                && (s.namespace().as_deref() == Some(namespace.as_str())
+                    || config.kubernetes.enable_cross_namespace_secret)
+        })
+        .filter_map(|s| Some((decode(s, "username")?, decode(s, "password")?)))
+        .collect()
+}
+
+fn leader_ip(ctx: &Context, namespace: &str, leader: &str) -> Result<String, SyncError> {
+    ctx.observed
+        .pods
+        .get(&ObjectRef::<Pod>::new(leader).within(namespace))
+        .and_then(|p| p.status.as_ref()?.pod_ip.clone())
+        .ok_or_else(|| SyncError::NoLeaderIp(leader.to_string()))
+}
+
+async fn read_json(
+    client: &tokio_postgres::Client,
+    database: &str,
+    query: &str,
+    params: &[(&(dyn tokio_postgres::types::ToSql + Sync), tokio_postgres::types::Type)],
+) -> Result<String, SyncError> {
+    let row = client
+        .query_typed(query, params)
+        .await
+        .map_err(|e| SyncError::Catalog {
+            database: database.to_string(),
+            message: e.to_string(),
+        })?;
+    row.first()
+        .and_then(|r| r.try_get::<_, String>(0).ok())
+        .ok_or_else(|| SyncError::Catalog {
+            database: database.to_string(),
+            message: "no document returned".into(),
+        })
+}
+
+/// Reads what the plan compares: the wanted roles and all databases from `postgres`, and the
+/// schemas, extensions and default privileges of each existing database that should have some.
+async fn read_actual(
+    ctx: &Context,
+    target: &Target,
+    wanted: &Wanted,
+) -> Result<Actual, SyncError> {
+    let mut actual = Actual::default();
+    let connection = ctx.connector.connect(target, "postgres").await?;
+    let names: Vec<String> = wanted.roles.iter().map(|r| r.name.clone()).collect();
+    let doc = read_json(
+        &connection.client,
+        "postgres",
+        catalog::CLUSTER_QUERY,
+        &[(&names, tokio_postgres::types::Type::TEXT_ARRAY)],
+    )
+    .await?;
+    drop(connection);
+    catalog::parse_cluster(&doc, &mut actual).map_err(|e| SyncError::Catalog {
+        database: "postgres".into(),
+        message: e.to_string(),
+    })?;
+    let inside: BTreeSet<&String> = wanted
+        .schemas
+        .iter()
+        .map(|s| &s.database)
+        .chain(wanted.extensions.iter().map(|e| &e.database))
+        .chain(wanted.default_privileges.iter().map(|p| &p.database))
+        .filter(|d| actual.databases.contains_key(*d))
+        .collect();
+    for database in inside {
+        let connection = ctx.connector.connect(target, database).await?;
+        let doc = read_json(&connection.client, database, catalog::DATABASE_QUERY, &[]).await?;
+        catalog::parse_database(database, &doc, &mut actual).map_err(|e| SyncError::Catalog {
+            database: database.clone(),
+            message: e.to_string(),
+        })?;
+    }
+    Ok(actual)
+}
+
+/// Syncs the inside of `pg`, whose Patroni leader runs in pod `leader`.
+pub async fn sync(
+    ctx: &Context,
+    config: &Config,
+    pg: &Postgresql,
+    leader: &str,
+) -> Result<Synced, SyncError> {
+    if let Some(why) = skipped(config, pg) {
+        return Ok(Synced::Skipped(why));
+    }
+    let namespace = pg.namespace().unwrap_or_default();
+    let passwords = passwords(ctx, config, pg);
+    let superuser = &config.users.super_username;
+    let password = passwords.get(superuser).cloned().ok_or_else(|| {
+        SyncError::NoSuperuserPassword(common::naming::secret_name(
+            &config.kubernetes.secret_name_template,
+            superuser,
+            pg.cluster_name(),
+        ))
+    })?;
+    let target = Target {
+        host: leader_ip(ctx, &namespace, leader)?,
+        port: 5432,
+        user: superuser.clone(),
+        password,
+    };
+    let (wanted, warnings) = common::database::wanted::wanted(config, pg, &passwords);
+    for warning in warnings {
+        tracing::warn!(cluster = %pg.name_any(), "{warning}");
+    }
+    let actual = read_actual(ctx, &target, &wanted).await?;
+    let method = common::database::password::method(pg);
+    let plan = common::database::plan::plan(&wanted, &actual, method);
+    ctx.metrics.database_statements(plan.len());
+    if plan.is_empty() {
+        return Ok(Synced::Ran(Report::default()));
+    }
+    Ok(Synced::Ran(execute::run(&ctx.connector, &target, &plan).await?))
+}
