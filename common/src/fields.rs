@@ -52,6 +52,11 @@ pub static ACTED_ON: &[&str] = &[
     // (controller/src/desired/sources.rs).
     "spec.clone",
     "spec.standby",
+    // Roles, databases, schemas, extensions and default privileges inside PostgreSQL
+    // (common::database, controller/src/database), and the login users' Secrets.
+    "spec.users",
+    "spec.databases",
+    "spec.preparedDatabases",
     "spec.spiloRunAsUser",
     "spec.spiloRunAsGroup",
     "spec.spiloFSGroup",
@@ -182,10 +187,6 @@ pub static NOT_YET: &[NotYet] = &[
         When::ReplicaPooler,
     ),
     not_yet(
-        "spec.users",
-        "only the users' Secrets are created; the roles themselves are not created in PostgreSQL yet",
-    ),
-    not_yet(
         "spec.usersWithSecretRotation",
         "passwords are not rotated and no dated rotation users are created",
     ),
@@ -196,14 +197,6 @@ pub static NOT_YET: &[NotYet] = &[
     not_yet(
         "spec.usersIgnoringSecretRotation",
         "the operator rotates no passwords yet, so there is nothing to exclude these users from",
-    ),
-    not_yet(
-        "spec.databases",
-        "the databases are not created in PostgreSQL yet",
-    ),
-    not_yet(
-        "spec.preparedDatabases",
-        "the databases, schemas, extensions, owner/reader/writer roles and their users' Secrets are not created",
     ),
     not_yet(
         "spec.maintenanceWindows",

@@ -107,21 +107,23 @@ pub fn next(pg: &Postgresql, result: &Result, now: Time) -> PostgresqlStatus {
         Result::Applied { .. } => ClusterStatus::Updating,
     };
     let (ready, ready_reason, ready_message) = match result {
-        // The phase stays Zalando's (Running once the pods are), but Ready says the manifest
-        // asked for something that did not happen.
-        Result::Applied {
-            pods,
-            ignored: Some(ignored),
-        } => (
-            "False",
-            common::fields::CONDITION_REASON,
-            format!("{ignored}; {}", pods.message()),
-        ),
+        // What failed inside the database matters most: it says what to fix.
         Result::Applied {
             pods: Pods::Running(_),
             database: Database::Failed(why),
             ..
         } => ("False", "DatabaseSyncFailed", why.clone()),
+        // The phase stays Zalando's (Running once the pods are), but Ready says the manifest
+        // asked for something that did not happen.
+        Result::Applied {
+            pods,
+            ignored: Some(ignored),
+            ..
+        } => (
+            "False",
+            common::fields::CONDITION_REASON,
+            format!("{ignored}; {}", pods.message()),
+        ),
         Result::Applied {
             pods: pods @ Pods::Running(_),
             ..

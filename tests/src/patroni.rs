@@ -75,14 +75,11 @@ pub async fn setup(prefix: &str) -> Result<(TestNamespace, Controller)> {
 /// A controller watching only `namespace` and configured by its `postgres-operator`
 /// ConfigMap; its log is appended to `.local/logs/controller-<namespace>.log`.
 pub fn start_controller(namespace: &str) -> Result<Controller> {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(
-            paths::local_dir()
-                .join("logs")
-                .join(format!("controller-{namespace}.log")),
-        )?;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(
+        paths::local_dir()
+            .join("logs")
+            .join(format!("controller-{namespace}.log")),
+    )?;
     let child = Command::new(crate::process::workspace_binary("controller")?)
         .args([
             "--admin-listen",

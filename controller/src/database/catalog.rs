@@ -103,7 +103,10 @@ struct DatabaseDoc {
 fn settings(entries: Vec<String>) -> BTreeMap<String, String> {
     entries
         .into_iter()
-        .filter_map(|e| e.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .filter_map(|e| {
+            e.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
         .collect()
 }
 

@@ -139,7 +139,11 @@ impl Default for Connector {
 
 impl Connector {
     /// Connects to `database` on `target`, waiting for a free permit first.
-    pub async fn connect(&self, target: &Target, database: &str) -> Result<Connection, ConnectError> {
+    pub async fn connect(
+        &self,
+        target: &Target,
+        database: &str,
+    ) -> Result<Connection, ConnectError> {
         let permit = self
             .permits
             .clone()

@@ -93,7 +93,10 @@ async fn read_json(
     client: &tokio_postgres::Client,
     database: &str,
     query: &str,
-    params: &[(&(dyn tokio_postgres::types::ToSql + Sync), tokio_postgres::types::Type)],
+    params: &[(
+        &(dyn tokio_postgres::types::ToSql + Sync),
+        tokio_postgres::types::Type,
+    )],
 ) -> Result<String, SyncError> {
     let row = client
         .query_typed(query, params)
@@ -112,11 +115,7 @@ async fn read_json(
 
 /// Reads what the plan compares: the wanted roles and all databases from `postgres`, and the
 /// schemas, extensions and default privileges of each existing database that should have some.
-async fn read_actual(
-    ctx: &Context,
-    target: &Target,
-    wanted: &Wanted,
-) -> Result<Actual, SyncError> {
+async fn read_actual(ctx: &Context, target: &Target, wanted: &Wanted) -> Result<Actual, SyncError> {
     let mut actual = Actual::default();
     let connection = ctx.connector.connect(target, "postgres").await?;
     let names: Vec<String> = wanted.roles.iter().map(|r| r.name.clone()).collect();
@@ -182,11 +181,20 @@ pub async fn sync(
         tracing::warn!(cluster = %pg.name_any(), "{warning}");
     }
     let actual = read_actual(ctx, &target, &wanted).await?;
-    let method = common::database::password::method(pg);
+    let method = common::database::password::Method::from_setting(
+        pg.spec
+            .postgresql
+            .parameters
+            .as_ref()
+            .and_then(|p| p.get("password_encryption"))
+            .map(String::as_str),
+    );
     let plan = common::database::plan::plan(&wanted, &actual, method);
     ctx.metrics.database_statements(plan.len());
     if plan.is_empty() {
         return Ok(Synced::Ran(Report::default()));
     }
-    Ok(Synced::Ran(execute::run(&ctx.connector, &target, &plan).await?))
+    Ok(Synced::Ran(
+        execute::run(&ctx.connector, &target, &plan).await?,
+    ))
 }

@@ -31,7 +31,8 @@ pub fn password() -> String {
         .collect()
 }
 
-/// The login users that get a Secret, in order.
+/// The login users that get a Secret, in order: the system users, the manifest's login users,
+/// then the prepared databases' default users (`defaultUsers`).
 pub fn secret_users(config: &Config, pg: &Postgresql) -> Vec<String> {
     let users = &config.users;
     let system = [&users.super_username, &users.replication_username];
@@ -46,6 +47,16 @@ pub fn secret_users(config: &Config, pg: &Postgresql) -> Vec<String> {
             || names.contains(name);
         if !nologin && !reserved {
             names.push(name.clone());
+        }
+    }
+    let (wanted, _) = common::database::wanted::wanted(config, pg, &Default::default());
+    for role in wanted.roles {
+        let prepared = role.origin == common::database::model::Origin::PreparedDatabase;
+        if prepared
+            && role.flags.contains(&common::database::model::Flag::Login)
+            && !names.contains(&role.name)
+        {
+            names.push(role.name);
         }
     }
     names
