@@ -45,9 +45,11 @@ k create configmap postgres-operator --namespace "$OPERATOR_NS" --dry-run=client
 certs_dir=$LOCAL_DIR/certs
 ca_bundle=$("$CARGO_TARGET_DIR/debug/certs" --out-dir "$certs_dir" --namespace "$OPERATOR_NS" 2>/dev/null)
 export CONFIG_MAP_NAME="$OPERATOR_NS/postgres-operator" OPERATOR_NAMESPACE="$OPERATOR_NS"
-start pgop-webhook "$CARGO_TARGET_DIR/debug/webhook" \
-  --listen "127.0.0.1:$PGOP_WEBHOOK_PORT" --admin-listen "127.0.0.1:$WEBHOOK_ADMIN_PORT" \
-  --tls-cert "$certs_dir/tls.crt" --tls-key "$certs_dir/tls.key"
+# A process of an older build (a second `make demo` after a change) is restarted.
+WEBHOOK_ARGS=(--listen "127.0.0.1:$PGOP_WEBHOOK_PORT" --admin-listen "127.0.0.1:$WEBHOOK_ADMIN_PORT"
+  --tls-cert "$certs_dir/tls.crt" --tls-key "$certs_dir/tls.key")
+stop_if_stale pgop-webhook "$CARGO_TARGET_DIR/debug/webhook" "${WEBHOOK_ARGS[@]}"
+start pgop-webhook "$CARGO_TARGET_DIR/debug/webhook" "${WEBHOOK_ARGS[@]}"
 wait_http pgop-webhook "http://127.0.0.1:$WEBHOOK_ADMIN_PORT/readyz" 60
 
 # The committed webhook configuration (one webhook per document), pointed at the local process
@@ -73,8 +75,8 @@ log "webhook registered at https://127.0.0.1:$PGOP_WEBHOOK_PORT"
 
 # The demo cluster lives in default; the tests' namespaces stay with the tests' own controllers.
 export WATCHED_NAMESPACE=default
-start pgop-controller "$CARGO_TARGET_DIR/debug/controller" \
-  --admin-listen "127.0.0.1:$CONTROLLER_ADMIN_PORT"
+stop_if_stale pgop-controller "$CARGO_TARGET_DIR/debug/controller" --admin-listen "127.0.0.1:$CONTROLLER_ADMIN_PORT"
+start pgop-controller "$CARGO_TARGET_DIR/debug/controller" --admin-listen "127.0.0.1:$CONTROLLER_ADMIN_PORT"
 wait_http pgop-controller "http://127.0.0.1:$CONTROLLER_ADMIN_PORT/readyz" 120
 
 manifest=manifests/minimal-postgres-manifest.yaml
@@ -100,6 +102,10 @@ log "waiting for the master Service to accept writes and the replica to stream"
 streaming() { [ "$(psql_master "select count(*) from pg_stat_replication where state = 'streaming'" 2>/dev/null)" = 1 ]; }
 wait_for "a streaming replica" 240 pod-runner streaming
 psql_master "create table if not exists demo(at timestamptz default now()); insert into demo default values" >/dev/null
+# The manifest's users and databases exist inside PostgreSQL once the operator synced them.
+wait_for "user zalando to log in to its database foo" 120 pgop-controller bash -c \
+  "PGPASSWORD=\$($KUBECTL get secret zalando.$cluster.credentials.postgresql.acid.zalan.do -o jsonpath='{.data.password}' | base64 -d) \
+   PGCONNECT_TIMEOUT=5 $psql_bin -h $master_ip -U zalando -d foo -XtAc 'select 1'"
 
 echo
 k get pg,sts,svc,secret,pdb,pods -o wide 2>&1 || true
@@ -111,3 +117,5 @@ echo
 echo "The cluster $cluster runs real Patroni + PostgreSQL $major: a leader and a streaming replica."
 echo "Connect to the master through its Service:"
 echo "PGPASSWORD=\$($password_cmd) $psql_bin -h $master_ip -U postgres -c 'select * from demo'"
+echo "Log in as the manifest's user zalando to the database foo it owns:"
+echo "PGPASSWORD=\$($KUBECTL get secret zalando.$cluster.credentials.postgresql.acid.zalan.do -o jsonpath='{.data.password}' | base64 -d) $psql_bin -h $master_ip -U zalando -d foo"
