@@ -181,9 +181,23 @@ async fn run(client: Client, reporter: Reporter, mut pending: mpsc::Receiver<Pen
             .map(|_| ())
         };
         if let Err(error) = result {
-            tracing::debug!(%error, "cannot publish an event");
+            tracing::warn!(%error, reason = %event.reason, "cannot publish an event");
         }
     }
+}
+
+/// `note` cut to the API server's limit ([`NOTE_MAX`] bytes, on a character boundary, ending in
+/// "…"): a longer note makes the API server refuse the whole Event.
+pub fn fit_note(note: &str) -> String {
+    if note.len() <= NOTE_MAX {
+        return note.to_string();
+    }
+    const MORE: &str = "…";
+    let mut end = NOTE_MAX - MORE.len();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{MORE}", &note[..end])
 }
 
 /// The `events.k8s.io/v1` object of one event.
@@ -207,7 +221,7 @@ pub fn build(
         },
         action: Some(event.action.clone()),
         reason: Some(event.reason.clone()),
-        note: Some(event.note.clone()),
+        note: Some(fit_note(&event.note)),
         type_: Some(
             match event.kind {
                 Kind::Normal => "Normal",
@@ -241,6 +255,14 @@ mod tests {
         let many: Vec<String> = (0..100)
             .map(|i| format!("Secret user-{i}.acid-a.credentials.postgresql.acid.zalan.do"))
             .collect();
+        let long = "é".repeat(NOTE_MAX);
+        let fitted = fit_note(&long);
+        assert!(
+            fitted.len() <= NOTE_MAX && fitted.ends_with('…'),
+            "{}",
+            fitted.len()
+        );
+        assert_eq!(fit_note("short"), "short");
         let note = summary("Created", &many);
         assert!(note.len() <= NOTE_MAX, "{}", note.len());
         let shown = note.matches("Secret ").count();

@@ -87,8 +87,38 @@ pub fn matches(stored: &str, user: &str, clear: &str) -> bool {
     if verifier.iterations > MAX_VERIFY_ITERATIONS {
         return false;
     }
+    let key = memo_key(stored, clear);
+    if let Some(known) = memo().lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return *known;
+    }
     let (stored_key, server_key) = scram_keys(clear, &verifier.salt, verifier.iterations);
-    verifier.stored_key == stored_key && verifier.server_key == server_key
+    let result = verifier.stored_key == stored_key && verifier.server_key == server_key;
+    let mut memo = memo().lock().unwrap_or_else(|p| p.into_inner());
+    if memo.len() >= MEMO_MAX {
+        memo.clear();
+    }
+    memo.insert(key, result);
+    result
+}
+
+/// Verifications remembered: a SCRAM check costs 4096 HMAC rounds, and every sync of every
+/// cluster checks every role's password, nearly always with the same verifier and Secret.
+const MEMO_MAX: usize = 65_536;
+
+/// What a verification is remembered by: a digest of the verifier and the clear text (the
+/// verifier holds a fresh salt, so a changed password or verifier is a new key).
+fn memo_key(stored: &str, clear: &str) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(stored.as_bytes());
+    hasher.update([0u8]);
+    hasher.update(clear.as_bytes());
+    hasher.finalize().into()
+}
+
+fn memo() -> &'static std::sync::Mutex<std::collections::HashMap<[u8; 32], bool>> {
+    static MEMO: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<[u8; 32], bool>>> =
+        std::sync::OnceLock::new();
+    MEMO.get_or_init(Default::default)
 }
 
 /// `md5` + hex(md5(password ‖ user)): PostgreSQL's md5 scheme, the user name as salt.
@@ -220,6 +250,18 @@ mod tests {
             "md5 is salted by the user"
         );
         assert!(!matches(BOB_MD5, "bob", "hunter3"));
+    }
+
+    #[test]
+    fn remembered_verifications_still_see_a_changed_password() {
+        let stored = hash(Method::ScramSha256, "app", "first");
+        for _ in 0..2 {
+            assert!(matches(&stored, "app", "first"));
+            assert!(!matches(&stored, "app", "second"));
+        }
+        let again = hash(Method::ScramSha256, "app", "second");
+        assert!(matches(&again, "app", "second"));
+        assert!(!matches(&again, "app", "first"));
     }
 
     #[test]
