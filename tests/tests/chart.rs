@@ -10,7 +10,8 @@
 //! scoped to it (`WATCHED_NAMESPACE` through `extraEnvs`) and the webhook's configurations limited
 //! to it; the pods run for real through the pod runner; a cluster becomes Running with a Patroni
 //! leader; a bad manifest is refused by the installed webhook; `helm upgrade` raising
-//! `configGeneral.max_instances` takes effect (the webhook admits, the controller runs the larger
+//! `configGeneral.max_instances` and switching `configTarget` from ConfigMap to
+//! OperatorConfigurationCRD takes effect (the webhook admits, the controller runs the larger
 //! cluster) without restarting the database pod; `helm
 //! uninstall` leaves the cluster's objects and the CRDs and no webhook configuration.
 
@@ -609,8 +610,9 @@ async fn ready_pods(ns: &str, selector: &str, want: usize) -> Result<Vec<Value>>
 
 /// Writes the release's values: the test namespace everywhere the chart would otherwise reach
 /// the whole cluster.
-fn values_file(ns: &str, max_instances: i32) -> Result<PathBuf> {
+fn values_file(ns: &str, target: &str, max_instances: i32) -> Result<PathBuf> {
     let values = json!({
+        "configTarget": target,
         "configGeneral": {
             // The CRDs come from the chart; other tests' controllers own them too.
             "enable_crd_registration": false,
@@ -715,7 +717,7 @@ async fn helm_install_upgrade_and_uninstall_run_the_operator() -> Result<()> {
         .ok()?;
 
     helm(["lint", &chart()]).await?.ok()?;
-    let values = values_file(n, 1)?;
+    let values = values_file(n, "ConfigMap", 1)?;
     let values = values.to_string_lossy().into_owned();
     let mut guard = Release {
         name: release.clone(),
@@ -763,8 +765,8 @@ async fn helm_install_upgrade_and_uninstall_run_the_operator() -> Result<()> {
     ])
     .await?
     .ok()?;
-    let config = json(&["get", "operatorconfiguration", &fullname, "-n", n]).await?;
-    ensure!(config["configuration"]["max_instances"] == 1, "{config}");
+    let config = json(&["get", "configmap", &fullname, "-n", n]).await?;
+    ensure!(config["data"]["max_instances"] == "1", "{config}");
 
     inject_ca(&configurations, &issued.ca_bundle()).await?;
     let bad = format!(
@@ -810,9 +812,9 @@ async fn helm_install_upgrade_and_uninstall_run_the_operator() -> Result<()> {
     // Two instances are cut to max_instances (the mutating webhook says so).
     ensure!(admitted_instances(n, 2).await? == 1);
 
-    // helm upgrade with max_instances 2: the webhook and the controller take the new limit, the
-    // database pod keeps running.
-    let values = values_file(n, 2)?;
+    // helm upgrade to the OperatorConfiguration target with max_instances 2: the webhook and the
+    // controller take the new limit, the ConfigMap goes, the database pod keeps running.
+    let values = values_file(n, "OperatorConfigurationCRD", 2)?;
     let values = values.to_string_lossy().into_owned();
     helm([
         "upgrade",
@@ -830,6 +832,10 @@ async fn helm_install_upgrade_and_uninstall_run_the_operator() -> Result<()> {
     .ok()?;
     let config = json(&["get", "operatorconfiguration", &fullname, "-n", n]).await?;
     ensure!(config["configuration"]["max_instances"] == 2, "{config}");
+    let gone = kubectl(["get", "configmap", &fullname, "-n", n])
+        .await?
+        .failed()?;
+    ensure!(gone.stderr.contains("NotFound"), "{gone}");
     eventually_with(
         "the webhook to admit 2 instances",
         Duration::from_secs(60),
