@@ -10,7 +10,8 @@ export KUBECONFIG_LOCAL := $(CURDIR)/.local/kubeconfig
 
 CARGO ?= cargo
 
-.PHONY: all build target-dir tools world up down demo test unit e2e crds crds-check fmt lint fmt-check \
+.PHONY: all build target-dir tools world up down demo test unit e2e crds crds-check chart chart-check chart-lint \
+	fmt lint fmt-check \
 	clippy shellcheck check-pure bench bench-capacity clean-local bench-webhook bench-controller
 
 all: build
@@ -50,6 +51,22 @@ crds-check: crds
 	@untracked=$$(git ls-files --others --exclude-standard crds/); \
 	if [ -n "$$untracked" ]; then echo "crds-check: new CRD files not committed: $$untracked" >&2; exit 1; fi
 
+## Regenerates the chart's generated files: its crds/ (the same YAML as crds/) and the controller's
+## ClusterRole rules (templates/_operator-rules.tpl, from the children table). Unit tests in
+## controller/src/bin/chartgen.rs fail when they drift.
+chart: target-dir
+	$(CARGO) run -q -p controller --bin chartgen -- charts/postgres-operator
+
+## Fails when the chart's generated files differ from what the Rust sources generate.
+chart-check: chart
+	@git diff --exit-code charts/ || { echo "chart-check: charts/ differs from the generated files; run make chart and commit" >&2; exit 1; }
+	@untracked=$$(git ls-files --others --exclude-standard charts/); \
+	if [ -n "$$untracked" ]; then echo "chart-check: new chart files not committed: $$untracked" >&2; exit 1; fi
+
+## helm lint of the chart with its default values and a few variants (the e2e test renders more).
+chart-lint: tools
+	scripts/chart-lint.sh
+
 unit: target-dir
 	$(CARGO) test --workspace --exclude e2e
 
@@ -58,8 +75,8 @@ e2e: tools build
 	$(CARGO) test -p e2e --no-fail-fast -- --test-threads=2
 
 ## Everything CI checks, cheapest first so a failure shows fast: the static checks (lint), the
-## CRD drift check, the unit tests, then the end-to-end tests.
-test: lint crds-check unit e2e
+## CRD and chart drift checks, helm lint, the unit tests, then the end-to-end tests.
+test: lint crds-check chart-check chart-lint unit e2e
 
 fmt:
 	$(CARGO) fmt --all
