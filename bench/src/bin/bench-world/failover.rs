@@ -55,6 +55,14 @@ impl Outcome {
     }
 }
 
+/// `t - at` in seconds, negative when `t` came first.
+fn seconds_from(at: Instant, t: Instant) -> f64 {
+    match t.checked_duration_since(at) {
+        Some(d) => d.as_secs_f64(),
+        None => -(at - t).as_secs_f64(),
+    }
+}
+
 /// Runs the writer around `event` (which returns the old master's name) on cluster `name`.
 async fn measure<F, Fut>(s: &Scenario, name: &str, bound: Duration, event: F) -> Result<Outcome>
 where
@@ -77,11 +85,28 @@ where
         );
     }
     let new_master = s.master(name).await.map(|m| m.name).unwrap_or_default();
-    let lost = e2e::eventually("the writes read back through the master Service", || {
+    let lost_ids = e2e::eventually("the writes read back through the master Service", || {
         pg::lost_writes(&ip, &pw, &log)
     })
-    .await?
-    .len();
+    .await?;
+    if let (Some(first), Some(last)) = (lost_ids.first(), lost_ids.last()) {
+        let mut servers: Vec<&str> = lost_ids.iter().map(|a| a.server.as_str()).collect();
+        servers.dedup();
+        println!(
+            "  lost acknowledged ids {}..{}, acknowledged {:+.1}s..{:+.1}s from the event by {}{}",
+            first.id,
+            last.id,
+            seconds_from(at, first.at),
+            seconds_from(at, last.at),
+            servers.join(", "),
+            outage.map_or(String::new(), |(b, a)| format!(
+                " (outage {:+.1}s..{:+.1}s)",
+                seconds_from(at, b),
+                seconds_from(at, a)
+            )),
+        );
+    }
+    let lost = lost_ids.len();
     let back = until_streaming(s, name, 1, at, READY_BOUND)
         .await
         .ok()

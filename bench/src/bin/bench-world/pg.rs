@@ -50,13 +50,16 @@ pub async fn query_text(ip: &str, password: &str, sql: &str) -> Result<String> {
         .unwrap_or_default())
 }
 
-/// Streaming replicas of the primary at `ip` (an error when it is not a primary).
+/// Streaming replicas of the primary at `ip` (an error when it is not a primary). A replica's
+/// `pg_basebackup -X stream` also shows as `streaming` while the replica is still being created
+/// (and so cannot take over yet): it does not count.
 pub async fn streaming_replicas(ip: &str, password: &str) -> Result<usize> {
     let text = query_text(
         ip,
         password,
         "select case when pg_is_in_recovery() then -1 else \
-         (select count(*) from pg_stat_replication where state = 'streaming') end",
+         (select count(*) from pg_stat_replication where state = 'streaming' \
+          and application_name <> 'pg_basebackup') end",
     )
     .await?;
     match text.parse::<i64>()? {
@@ -65,10 +68,18 @@ pub async fn streaming_replicas(ip: &str, password: &str) -> Result<usize> {
     }
 }
 
-/// What the writer saw: each acknowledged insert's id and when its commit returned.
+/// An acknowledged insert: its id, when its commit returned, the server that took it.
+#[derive(Debug, Clone)]
+pub struct Ack {
+    pub id: i64,
+    pub at: Instant,
+    pub server: String,
+}
+
+/// What the writer saw.
 #[derive(Debug, Default)]
 pub struct WriteLog {
-    pub acked: Vec<(i64, Instant)>,
+    pub acked: Vec<Ack>,
     pub attempts: u64,
     pub failures: u64,
     pub last_failure: Option<Instant>,
@@ -80,8 +91,8 @@ impl WriteLog {
     pub fn outage_after(&self, at: Instant) -> Option<(Instant, Instant)> {
         self.acked
             .windows(2)
-            .filter(|w| w[1].1 > at)
-            .map(|w| (w[0].1, w[1].1))
+            .filter(|w| w[1].at > at)
+            .map(|w| (w[0].at, w[1].at))
             .max_by_key(|(before, after)| *after - *before)
     }
 
@@ -89,7 +100,7 @@ impl WriteLog {
     pub fn longest_gap(&self) -> Duration {
         self.acked
             .windows(2)
-            .map(|w| w[1].1 - w[0].1)
+            .map(|w| w[1].at - w[0].at)
             .max()
             .unwrap_or_default()
     }
@@ -124,20 +135,29 @@ impl Writer {
                 if client.as_ref().is_none_or(|c| c.is_closed()) {
                     client = connect(&ip, &password, WRITER_TIMEOUT).await.ok();
                 }
-                let ok = match &client {
+                let server = match &client {
                     Some(c) => {
                         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
-                        let insert = c.execute("insert into bench_writes(id) values ($1)", &params);
-                        matches!(
-                            tokio::time::timeout(WRITER_TIMEOUT, insert).await,
-                            Ok(Ok(1))
-                        )
+                        let insert = c.query_one(
+                            "insert into bench_writes(id) values ($1) \
+                             returning host(inet_server_addr())",
+                            &params,
+                        );
+                        match tokio::time::timeout(WRITER_TIMEOUT, insert).await {
+                            Ok(Ok(row)) => row.try_get::<_, Option<String>>(0).ok(),
+                            _ => None,
+                        }
                     }
-                    None => false,
+                    None => None,
                 };
                 let mut log = shared.lock().expect("log");
-                if ok {
-                    log.acked.push((id, Instant::now()));
+                if let Some(server) = server {
+                    let server = server.unwrap_or_default();
+                    log.acked.push(Ack {
+                        id,
+                        at: Instant::now(),
+                        server,
+                    });
                 } else {
                     log.failures += 1;
                     log.last_failure = Some(Instant::now());
@@ -154,7 +174,7 @@ impl Writer {
         loop {
             let (failed, acked) = {
                 let log = self.log.lock().expect("log");
-                (log.last_failure, log.acked.last().map(|w| w.1))
+                (log.last_failure, log.acked.last().map(|w| w.at))
             };
             let resumed = failed
                 .is_some_and(|f| f > at && f.elapsed() >= settle && acked.is_some_and(|a| a > f));
@@ -189,7 +209,7 @@ pub async fn create_table(ip: &str, password: &str) -> Result<()> {
 }
 
 /// The acknowledged ids missing from the primary at `ip`.
-pub async fn lost_writes(ip: &str, password: &str, log: &WriteLog) -> Result<Vec<i64>> {
+pub async fn lost_writes(ip: &str, password: &str, log: &WriteLog) -> Result<Vec<Ack>> {
     let client = connect(ip, password, Duration::from_secs(3)).await?;
     let primary: bool = !client
         .query_one("select pg_is_in_recovery()", &[])
@@ -203,7 +223,7 @@ pub async fn lost_writes(ip: &str, password: &str, log: &WriteLog) -> Result<Vec
     Ok(log
         .acked
         .iter()
-        .map(|(id, _)| *id)
-        .filter(|id| !present.contains(id))
+        .filter(|a| !present.contains(&a.id))
+        .cloned()
         .collect())
 }

@@ -265,7 +265,12 @@ impl Scenario {
     }
 
     /// Cleans up whatever `result` is; the scenario's error comes first.
+    /// `BENCH_WORLD_KEEP=1` keeps the namespace (and stops only the controller), to look at it.
     pub async fn finish(self, result: Result<()>) -> Result<()> {
+        if std::env::var("BENCH_WORLD_KEEP").is_ok_and(|v| v == "1") {
+            println!("  keeping namespace {} (BENCH_WORLD_KEEP=1)", self.ns);
+            return result;
+        }
         let cleaned = self.cleanup().await;
         result.and(cleaned)
     }
