@@ -197,12 +197,13 @@ impl Writer {
     }
 }
 
-/// Creates the writer's table on the primary at `ip`.
+/// Creates the writer's table, empty, on the primary at `ip` (each writer counts from id 1).
 pub async fn create_table(ip: &str, password: &str) -> Result<()> {
     query_text(
         ip,
         password,
-        "create table if not exists bench_writes(id bigint primary key, at timestamptz default now())",
+        "drop table if exists bench_writes; \
+         create table bench_writes(id bigint primary key, at timestamptz default now())",
     )
     .await
     .map(|_| ())
