@@ -12,7 +12,8 @@ CARGO ?= cargo
 
 .PHONY: all build target-dir tools world up down demo test unit e2e crds crds-check chart chart-check chart-lint \
 	fmt lint fmt-check \
-	clippy shellcheck check-pure bench bench-capacity clean-local bench-webhook bench-controller
+	clippy shellcheck check-pure bench bench-capacity clean-local bench-webhook bench-controller \
+	bench-world
 
 all: build
 
@@ -117,3 +118,11 @@ bench-controller: tools target-dir
 	scripts/up.sh
 	$(CARGO) build --release -p controller -p bench --bins
 	$(CARGO_TARGET_DIR)/release/bench-controller
+
+## Real Patroni + PostgreSQL in the test world (BENCHMARKS.md): apply -> writable, replicas
+## streaming, failover write gaps and lost commits, idle memory and CPU per member, clusters at
+## once. Needs root (the pod runner) and `make world`; options: BENCH_WORLD_ARGS="--only apply".
+bench-world: tools target-dir
+	scripts/up.sh
+	$(CARGO) build --release -p controller -p bench --bins
+	$(CARGO_TARGET_DIR)/release/bench-world $(BENCH_WORLD_ARGS)

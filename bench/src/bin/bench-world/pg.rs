@@ -1,0 +1,230 @@
+//! PostgreSQL clients of the benchmark: one-off queries and the writer loop that measures a
+//! failover's write gap. Only loopback addresses are ever dialled (pod and Service IPs of the
+//! test world are in 127.0.0.0/8); anything else is refused before connecting.
+
+use anyhow::{Context, Result, bail};
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio_postgres::{Client, NoTls};
+
+/// How long a connection attempt and one statement of the writer may take.
+const WRITER_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// Connects as postgres to `ip`:5432 within `timeout`.
+pub async fn connect(ip: &str, password: &str, timeout: Duration) -> Result<Client> {
+    let addr: Ipv4Addr = ip.parse().with_context(|| format!("address {ip:?}"))?;
+    if !addr.is_loopback() {
+        bail!("refusing to connect to {addr}: outside 127.0.0.0/8");
+    }
+    let mut config = tokio_postgres::Config::new();
+    config
+        .hostaddr(addr.into())
+        .port(5432)
+        .user("postgres")
+        .password(password)
+        .dbname("postgres")
+        .connect_timeout(timeout);
+    let (client, connection) = tokio::time::timeout(timeout, config.connect(NoTls))
+        .await
+        .with_context(|| format!("connecting to {ip} took over {timeout:?}"))??;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// One statement on a fresh connection; the first column of the first row as text.
+pub async fn query_text(ip: &str, password: &str, sql: &str) -> Result<String> {
+    let client = connect(ip, password, Duration::from_secs(3)).await?;
+    let rows = tokio::time::timeout(Duration::from_secs(10), client.simple_query(sql))
+        .await
+        .context("query took over 10 s")??;
+    Ok(rows
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .unwrap_or_default())
+}
+
+/// Streaming replicas of the primary at `ip` (an error when it is not a primary). A replica's
+/// `pg_basebackup -X stream` also shows as `streaming` while the replica is still being created
+/// (and so cannot take over yet): it does not count.
+pub async fn streaming_replicas(ip: &str, password: &str) -> Result<usize> {
+    let text = query_text(
+        ip,
+        password,
+        "select case when pg_is_in_recovery() then -1 else \
+         (select count(*) from pg_stat_replication where state = 'streaming' \
+          and application_name <> 'pg_basebackup') end",
+    )
+    .await?;
+    match text.parse::<i64>()? {
+        -1 => bail!("{ip} is in recovery"),
+        n => Ok(n as usize),
+    }
+}
+
+/// An acknowledged insert: its id, when its commit returned, the server that took it.
+#[derive(Debug, Clone)]
+pub struct Ack {
+    pub id: i64,
+    pub at: Instant,
+    pub server: String,
+}
+
+/// What the writer saw.
+#[derive(Debug, Default)]
+pub struct WriteLog {
+    pub acked: Vec<Ack>,
+    pub attempts: u64,
+    pub failures: u64,
+    pub last_failure: Option<Instant>,
+}
+
+impl WriteLog {
+    /// The outage after `at`: the longest time between two consecutive acknowledged writes
+    /// the second of which came after `at`, as (last write before it, first write after it).
+    pub fn outage_after(&self, at: Instant) -> Option<(Instant, Instant)> {
+        self.acked
+            .windows(2)
+            .filter(|w| w[1].at > at)
+            .map(|w| (w[0].at, w[1].at))
+            .max_by_key(|(before, after)| *after - *before)
+    }
+
+    /// The longest time between two consecutive acknowledged writes.
+    pub fn longest_gap(&self) -> Duration {
+        self.acked
+            .windows(2)
+            .map(|w| w[1].at - w[0].at)
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+/// A loop inserting a new id every `interval` through `ip` (the master Service) on one
+/// connection, reconnecting after any failure with a short timeout.
+pub struct Writer {
+    pub log: Arc<Mutex<WriteLog>>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    pub fn start(ip: String, password: String, interval: Duration) -> Writer {
+        let log = Arc::new(Mutex::new(WriteLog::default()));
+        let (stop, mut stopped) = watch::channel(false);
+        let shared = log.clone();
+        let task = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut client: Option<Client> = None;
+            let mut next_id: i64 = 1;
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = stopped.changed() => return,
+                }
+                let id = next_id;
+                next_id += 1;
+                shared.lock().expect("log").attempts += 1;
+                if client.as_ref().is_none_or(|c| c.is_closed()) {
+                    client = connect(&ip, &password, WRITER_TIMEOUT).await.ok();
+                }
+                let server = match &client {
+                    Some(c) => {
+                        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
+                        let insert = c.query_one(
+                            "insert into bench_writes(id) values ($1) \
+                             returning host(inet_server_addr())",
+                            &params,
+                        );
+                        match tokio::time::timeout(WRITER_TIMEOUT, insert).await {
+                            Ok(Ok(row)) => row.try_get::<_, Option<String>>(0).ok(),
+                            _ => None,
+                        }
+                    }
+                    None => None,
+                };
+                let mut log = shared.lock().expect("log");
+                if let Some(server) = server {
+                    let server = server.unwrap_or_default();
+                    log.acked.push(Ack {
+                        id,
+                        at: Instant::now(),
+                        server,
+                    });
+                } else {
+                    log.failures += 1;
+                    log.last_failure = Some(Instant::now());
+                    client = None;
+                }
+            }
+        });
+        Writer { log, stop, task }
+    }
+
+    /// Waits until a write failed after `at` and writes then went on without failing for
+    /// `settle`, or `bound` passed since `at`; whether that happened within the bound.
+    pub async fn wait_resumed(&self, at: Instant, settle: Duration, bound: Duration) -> bool {
+        loop {
+            let (failed, acked) = {
+                let log = self.log.lock().expect("log");
+                (log.last_failure, log.acked.last().map(|w| w.at))
+            };
+            let resumed = failed
+                .is_some_and(|f| f > at && f.elapsed() >= settle && acked.is_some_and(|a| a > f));
+            if resumed {
+                return true;
+            }
+            if at.elapsed() > bound {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn stop(self) -> WriteLog {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        Arc::try_unwrap(self.log)
+            .map(|m| m.into_inner().expect("log"))
+            .unwrap_or_default()
+    }
+}
+
+/// Creates the writer's table, empty, on the primary at `ip` (each writer counts from id 1).
+pub async fn create_table(ip: &str, password: &str) -> Result<()> {
+    query_text(
+        ip,
+        password,
+        "drop table if exists bench_writes; \
+         create table bench_writes(id bigint primary key, at timestamptz default now())",
+    )
+    .await
+    .map(|_| ())
+}
+
+/// The acknowledged ids missing from the primary at `ip`.
+pub async fn lost_writes(ip: &str, password: &str, log: &WriteLog) -> Result<Vec<Ack>> {
+    let client = connect(ip, password, Duration::from_secs(3)).await?;
+    let primary: bool = !client
+        .query_one("select pg_is_in_recovery()", &[])
+        .await?
+        .get::<_, bool>(0);
+    if !primary {
+        bail!("{ip} is not a primary");
+    }
+    let rows = client.query("select id from bench_writes", &[]).await?;
+    let present: std::collections::HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
+    Ok(log
+        .acked
+        .iter()
+        .filter(|a| !present.contains(&a.id))
+        .cloned()
+        .collect())
+}
