@@ -138,7 +138,11 @@ fn postgresql_crd_names_and_columns() {
     assert_eq!(props["clone"]["properties"]["uid"]["format"], "uuid");
     assert_eq!(props["clone"]["required"], serde_json::json!(["cluster"]));
     assert_eq!(props["tls"]["required"], serde_json::json!(["secretName"]));
-    assert_eq!(props["standby"]["oneOf"].as_array().unwrap().len(), 3);
+    assert_eq!(props["standby"]["anyOf"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        props["standby"]["not"],
+        serde_json::json!({"required": ["s3_wal_path", "gs_wal_path"]})
+    );
     assert!(
         props["users"]["additionalProperties"]["items"]["enum"]
             .as_array()

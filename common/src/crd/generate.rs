@@ -7,17 +7,18 @@ use serde_json::{Value, json};
 
 /// The `postgresql` CRD.
 ///
-/// Adds the standby rule Zalando injects after generation, tightened to what its docs state:
-/// exactly one of `s3_wal_path`, `gs_wal_path` and `standby_host`.
+/// Adds the standby rule Zalando's CRD has: at least one of `s3_wal_path`, `gs_wal_path` and
+/// `standby_host`, and not both archives (a host may stream next to one archive).
 pub fn postgresql() -> CustomResourceDefinition {
     edit(Postgresql::crd(), |schema| {
         strip_unsigned_formats(schema);
         let standby = &mut schema["properties"]["spec"]["properties"]["standby"];
-        standby["oneOf"] = json!([
+        standby["anyOf"] = json!([
             {"required": ["s3_wal_path"]},
             {"required": ["gs_wal_path"]},
             {"required": ["standby_host"]},
         ]);
+        standby["not"] = json!({"required": ["s3_wal_path", "gs_wal_path"]});
     })
 }
 

@@ -246,12 +246,15 @@ fn clone_and_standby(pg: &Postgresql, v: &mut Verdict) {
             standby_host,
             ..
         } = standby;
+        let set = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
         let sources = [s3_wal_path, gs_wal_path, standby_host]
             .iter()
-            .filter(|s| s.as_deref().is_some_and(|s| !s.is_empty()))
+            .filter(|s| set(s))
             .count();
-        if sources != 1 {
-            v.deny("standby", "spec.standby", format!("exactly one of s3_wal_path, gs_wal_path and standby_host must be set, found {sources}"));
+        if set(s3_wal_path) && set(gs_wal_path) {
+            v.deny("standby", "spec.standby", "s3_wal_path and gs_wal_path cannot both be set: a standby replays one WAL archive (standby_host may stream next to it)".to_string());
+        } else if sources == 0 {
+            v.deny("standby", "spec.standby", "set standby_host, s3_wal_path or gs_wal_path (standby_host may be combined with one archive), found none".to_string());
         }
     }
 }
