@@ -24,6 +24,7 @@ pub fn check_manifest(config: &Config, pg: &Postgresql) -> Verdict {
     databases(pg, &mut v);
     maintenance_windows(pg, &mut v);
     clone_and_standby(pg, &mut v);
+    patroni_timing(pg, &mut v);
     containers(config, pg, &mut v);
     resources(pg, &mut v);
     v
@@ -256,6 +257,31 @@ fn clone_and_standby(pg: &Postgresql, v: &mut Verdict) {
         } else if sources == 0 {
             v.deny("standby", "spec.standby", "set standby_host, s3_wal_path or gs_wal_path (standby_host may be combined with one archive), found none".to_string());
         }
+    }
+}
+
+/// Spilo's values of Patroni's timing when the manifest leaves them out.
+const SPILO_TTL: u32 = 30;
+const SPILO_LOOP_WAIT: u32 = 10;
+const SPILO_RETRY_TIMEOUT: u32 = 10;
+
+/// Patroni needs `loop_wait + 2 × retry_timeout ≤ ttl`; otherwise it quietly lowers both (a ttl
+/// of 20 with Spilo's other defaults makes its HA loop run every second). Zalando passes such a
+/// manifest on without a word; the warning says what will happen.
+fn patroni_timing(pg: &Postgresql, v: &mut Verdict) {
+    let Some(patroni) = &pg.spec.patroni else {
+        return;
+    };
+    if patroni.ttl.is_none() && patroni.loop_wait.is_none() && patroni.retry_timeout.is_none() {
+        return;
+    }
+    let ttl = patroni.ttl.unwrap_or(SPILO_TTL);
+    let loop_wait = patroni.loop_wait.unwrap_or(SPILO_LOOP_WAIT);
+    let retry_timeout = patroni.retry_timeout.unwrap_or(SPILO_RETRY_TIMEOUT);
+    if u64::from(loop_wait) + 2 * u64::from(retry_timeout) > u64::from(ttl) {
+        v.warn(format!(
+            "spec.patroni: loop_wait {loop_wait} + 2 × retry_timeout {retry_timeout} exceeds ttl {ttl} (omitted values are Spilo's: ttl 30, loop_wait 10, retry_timeout 10); Patroni will lower loop_wait and retry_timeout itself, and may run its HA loop every second — set them so that loop_wait + 2 × retry_timeout ≤ ttl"
+        ));
     }
 }
 
