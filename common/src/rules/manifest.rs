@@ -162,6 +162,16 @@ fn databases(pg: &Postgresql, v: &mut Verdict) {
                 v.deny("schema-name", &field, format!("{schema:?} is not a valid schema name: use letters, digits and '_', not starting with a digit"));
             }
         }
+        // Accepted as Zalando accepts it, but not acted on: said, never silently dropped.
+        if prepared
+            .secret_namespace
+            .as_deref()
+            .is_some_and(|s| !s.is_empty())
+        {
+            v.warn(format!(
+                "{field}.secretNamespace is not implemented yet and will be ignored: the default users' Secrets are created in the cluster's namespace"
+            ));
+        }
     }
 }
 
