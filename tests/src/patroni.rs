@@ -249,7 +249,9 @@ pub async fn replication(master_ip: &str, password: &str) -> Result<Vec<(String,
     Ok(rows)
 }
 
-/// Waits until the master at `master_ip` has `replicas` replicas in state `streaming`.
+/// Waits until the master at `master_ip` has `replicas` replicas in state `streaming` (a
+/// replica's own `pg_basebackup`, also `streaming` while the replica is being made, does not
+/// count).
 pub async fn wait_streaming(master_ip: &str, password: &str, replicas: usize) -> Result<()> {
     crate::eventually::eventually_with(
         &format!("{replicas} streaming replicas"),
@@ -257,7 +259,10 @@ pub async fn wait_streaming(master_ip: &str, password: &str, replicas: usize) ->
         Duration::from_millis(500),
         || async {
             let rows = replication(master_ip, password).await?;
-            let streaming = rows.iter().filter(|(_, s)| s == "streaming").count();
+            let streaming = rows
+                .iter()
+                .filter(|(name, s)| s == "streaming" && name != "pg_basebackup")
+                .count();
             if streaming != replicas {
                 bail!("replication: {rows:?}");
             }

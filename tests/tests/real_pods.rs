@@ -69,10 +69,13 @@ async fn two_instances_stream_and_the_replica_sees_the_masters_rows() -> Result<
     let (_, ip, pw) = writable_master(n, "acid-two").await?;
     eprintln!("apply -> writable master: {:?}", started.elapsed());
     wait_streaming(&ip, &pw, 1).await?;
-    let replica_ip = match pods_with_role(n, "acid-two", "replica").await?.as_slice() {
-        [(_, replica_ip)] => replica_ip.clone(),
-        other => bail!("{} pods labelled replica", other.len()),
-    };
+    let replica_ip = e2e::eventually::eventually("the replica's role label", || async {
+        match pods_with_role(n, "acid-two", "replica").await?.as_slice() {
+            [(_, replica_ip)] => Ok(replica_ip.clone()),
+            other => bail!("{} pods labelled replica", other.len()),
+        }
+    })
+    .await?;
     eprintln!("apply -> streaming replica: {:?}", started.elapsed());
     sql(
         &ip,
