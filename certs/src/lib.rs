@@ -12,6 +12,8 @@ use rcgen::{
 use std::net::IpAddr;
 use time::{Duration, OffsetDateTime};
 
+pub mod renew;
+
 /// What to issue.
 #[derive(Clone, Debug)]
 pub struct Request {
@@ -65,22 +67,61 @@ impl Request {
 /// Creates a new CA and a serving certificate signed by it.
 pub fn issue(request: &Request) -> anyhow::Result<Issued> {
     let now = OffsetDateTime::now_utc();
-    let mut ca_params = CertificateParams::default();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "pg-operator webhook CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca_params.key_usages = vec![
+    let (ca_cert, ca_key) = new_ca(now, Duration::days(request.days))?;
+    let (tls_cert, tls_key) = sign_serving(
+        now,
+        now + Duration::days(request.days),
+        &ca_cert,
+        &ca_key,
+        request,
+    )?;
+    Ok(Issued {
+        ca_cert,
+        ca_key,
+        tls_cert,
+        tls_key,
+    })
+}
+
+/// How far before `now` a certificate starts, for clocks a little behind ours: five minutes, but
+/// never more than a tenth of its lifetime — renewal happens with a third of the whole validity
+/// left, and a short-lived certificate must not start out due.
+fn backdate(lifetime: Duration) -> Duration {
+    std::cmp::min(lifetime / 10_i32, Duration::minutes(5))
+}
+
+/// A self-signed CA valid from `now` for `lifetime`: (certificate PEM, key PEM). Its name carries
+/// the issue time so that two generations are told apart in a bundle and in logs.
+pub(crate) fn new_ca(now: OffsetDateTime, lifetime: Duration) -> anyhow::Result<(String, String)> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(
+        DnType::CommonName,
+        format!("pg-operator webhook CA {}", now.unix_timestamp()),
+    );
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    ca_params.not_before = now - Duration::minutes(5);
-    ca_params.not_after = now + Duration::days(request.days);
-    let ca_key = KeyPair::generate()?;
-    let ca_cert = ca_params.self_signed(&ca_key)?;
-    let issuer = rcgen::Issuer::new(ca_params, &ca_key);
+    params.not_before = now - backdate(lifetime);
+    params.not_after = now + lifetime;
+    let key = KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
 
+/// A serving certificate for `request`, valid until `not_after`, signed by the CA given as PEM:
+/// (certificate PEM, key PEM).
+pub(crate) fn sign_serving(
+    now: OffsetDateTime,
+    not_after: OffsetDateTime,
+    ca_cert: &str,
+    ca_key: &str,
+    request: &Request,
+) -> anyhow::Result<(String, String)> {
+    let ca_key = KeyPair::from_pem(ca_key)?;
+    let issuer = rcgen::Issuer::from_ca_cert_pem(ca_cert, &ca_key)?;
     let mut params = CertificateParams::new(request.all_dns_names())?;
     params.subject_alt_names.extend(
         request
@@ -97,16 +138,11 @@ pub fn issue(request: &Request) -> anyhow::Result<Issued> {
         KeyUsagePurpose::KeyEncipherment,
     ];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.not_before = now - Duration::minutes(5);
-    params.not_after = now + Duration::days(request.days);
-    let tls_key = KeyPair::generate()?;
-    let tls_cert = params.signed_by(&tls_key, &issuer)?;
-    Ok(Issued {
-        ca_cert: ca_cert.pem(),
-        ca_key: ca_key.serialize_pem(),
-        tls_cert: tls_cert.pem(),
-        tls_key: tls_key.serialize_pem(),
-    })
+    params.not_before = now - backdate(not_after - now);
+    params.not_after = not_after;
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 #[cfg(test)]

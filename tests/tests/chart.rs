@@ -350,13 +350,45 @@ async fn objects_are_named_as_zalandos_and_grant_what_the_manifests_grant() -> R
             "ClusterRole {ours} differs from manifests/:\n{a:?}\n{b:?}"
         );
     }
+    // The webhook's ClusterRole is manifests/webhook's plus, for its self-managed certificate,
+    // its own two webhook configurations by name (and its Secret, in a Role in its namespace).
     let webhook_manifest = manifest_objects("manifests/webhook/webhook.yaml")?;
-    let a = grants(&find(&objects, "ClusterRole", "postgres-operator-webhook")?["rules"]);
+    let mut a = grants(&find(&objects, "ClusterRole", "postgres-operator-webhook")?["rules"]);
+    let configurations = vec!["postgres-operator-webhook-operators".to_string()];
+    for resource in [
+        "mutatingwebhookconfigurations",
+        "validatingwebhookconfigurations",
+    ] {
+        let key = (
+            "admissionregistration.k8s.io".to_string(),
+            resource.to_string(),
+            configurations.clone(),
+        );
+        let verbs = a.remove(&key).unwrap_or_default();
+        ensure!(
+            verbs == ["get", "list", "update", "watch"].map(String::from).into(),
+            "{resource}: {verbs:?}"
+        );
+    }
     let b = grants(&find(&webhook_manifest, "ClusterRole", "pg-operator-webhook")?["rules"]);
     ensure!(
         a == b,
         "the webhook's ClusterRole differs from manifests/webhook"
     );
+    let role = grants(&find(&objects, "Role", "postgres-operator-webhook")?["rules"]);
+    let secret = vec!["postgres-operator-webhook-cert".to_string()];
+    let expected: Grants = [
+        (
+            (String::new(), "secrets".to_string(), secret),
+            ["get", "list", "update", "watch"].map(String::from).into(),
+        ),
+        (
+            (String::new(), "secrets".to_string(), vec![]),
+            ["create"].map(String::from).into(),
+        ),
+    ]
+    .into();
+    ensure!(role == expected, "the webhook's Role: {role:?}");
 
     // The webhook: two replicas, a PDB, its own selector the controller's does not match.
     let webhook = find(&objects, "Deployment", "postgres-operator-webhook")?;
@@ -377,8 +409,23 @@ async fn objects_are_named_as_zalandos_and_grant_what_the_manifests_grant() -> R
                 "{kind} renders a caBundle"
             );
             ensure!(hook["clientConfig"]["service"]["namespace"] == "operators");
-            ensure!(hook["rules"][0]["apiGroups"] == json!(["acid.zalan.do"]));
+            // Fail-closed validation reaches postgresql objects only, so nothing Helm, a
+            // namespace deletion or the webhook's own start creates or deletes waits for it.
+            for rule in hook["rules"].as_array().into_iter().flatten() {
+                ensure!(rule["apiGroups"] == json!(["acid.zalan.do"]), "{hook}");
+                ensure!(rule["resources"] == json!(["postgresqls"]), "{hook}");
+            }
+            let operations = hook["rules"][0]["operations"].to_string();
+            // Only creates and updates may fail closed: a delete (a namespace deletion takes the
+            // webhook down first) and the defaults (the controller applies them) never do.
+            if kind.starts_with("Mutating") || operations.contains("DELETE") {
+                ensure!(hook["failurePolicy"] == "Ignore", "{hook}");
+            }
         }
+        ensure!(
+            config["webhooks"].to_string().contains("DELETE") == kind.starts_with("Validating"),
+            "delete protection is reviewed by the validating configuration only"
+        );
     }
     for d in [deployment, webhook] {
         check_restricted(d)?;
@@ -415,9 +462,15 @@ async fn each_part_can_be_turned_off_and_options_render_as_asked() -> Result<()>
         "{all:?}"
     );
     ensure!(
-        !all.iter().any(|k| k == "Deployment/acme-postgres-operator"
-            || k.starts_with("OperatorConfiguration/")
-            || k == "Service/acme-postgres-operator"),
+        !all.iter()
+            .any(|k| k == "Deployment/acme-postgres-operator"
+                || k == "Service/acme-postgres-operator"),
+        "{all:?}"
+    );
+    // The webhook reads the same configuration, so it stays.
+    ensure!(
+        all.iter()
+            .any(|k| k == "OperatorConfiguration/acme-postgres-operator"),
         "{all:?}"
     );
 
@@ -627,6 +680,8 @@ fn values_file(ns: &str, target: &str, max_instances: i32) -> Result<PathBuf> {
             "namespaceSelector": {"matchExpressions": [
                 {"key": "kubernetes.io/metadata.name", "operator": "In", "values": [ns]}
             ]},
+            // A serving certificate valid for a minute, so its renewal happens within the test.
+            "extraArgs": ["--tls-cert-validity-seconds=60", "--tls-check-seconds=5"],
         },
     });
     let file = paths::local_dir().join(format!("chart-{ns}-values.yaml"));
@@ -634,26 +689,41 @@ fn values_file(ns: &str, target: &str, max_instances: i32) -> Result<PathBuf> {
     Ok(file)
 }
 
-/// The CA bundle put into both webhook configurations, as an injector would.
-async fn inject_ca(config_name: &str, ca: &str) -> Result<()> {
-    for kind in [
-        "mutatingwebhookconfiguration",
-        "validatingwebhookconfiguration",
-    ] {
-        let patch =
-            json!([{"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": ca}]);
-        kubectl([
-            "patch",
-            kind,
-            config_name,
-            "--type=json",
-            "-p",
-            &patch.to_string(),
-        ])
-        .await?
-        .ok()?;
-    }
-    Ok(())
+/// The `caBundle`s of the named configuration's webhooks.
+async fn ca_bundles(kind: &str, name: &str) -> Result<Vec<Value>> {
+    let config = json(&["get", kind, name]).await?;
+    Ok(config["webhooks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|w| w["clientConfig"]["caBundle"].clone())
+        .collect())
+}
+
+/// Waits until both configurations carry the CA of the webhook's Secret; returns the Secret.
+async fn ca_injected(ns: &str, secret: &str, configurations: &str) -> Result<Value> {
+    eventually_with(
+        "the webhook's own CA in both webhook configurations",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || async {
+            let secret = json(&["get", "secret", secret, "-n", ns]).await?;
+            let ca = &secret["data"]["ca.crt"];
+            ensure!(ca.is_string(), "no ca.crt in {secret}");
+            for kind in [
+                "mutatingwebhookconfiguration",
+                "validatingwebhookconfiguration",
+            ] {
+                let bundles = ca_bundles(kind, configurations).await?;
+                ensure!(
+                    !bundles.is_empty() && bundles.iter().all(|b| b == ca),
+                    "{kind}: not injected yet"
+                );
+            }
+            Ok(secret)
+        },
+    )
+    .await
 }
 
 /// The numberOfInstances a manifest asking for `asked` gets through admission (a server-side dry run).
@@ -699,22 +769,6 @@ async fn helm_install_upgrade_and_uninstall_run_the_operator() -> Result<()> {
     let fullname = format!("{release}-postgres-operator");
     let webhook = format!("{fullname}-webhook");
     let configurations = format!("{webhook}-{n}");
-
-    // The webhook's serving certificate. The chart does not make one yet: the test stands in for
-    // whoever does (the certs tool, cert-manager) and for the CA injector.
-    let issued = certs::issue(&certs::Request {
-        service: webhook.clone(),
-        namespace: n.into(),
-        dns_names: vec![],
-        ip_addresses: vec![],
-        days: 1,
-    })?;
-    let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-        "metadata": {"name": format!("{webhook}-cert"), "namespace": n},
-        "stringData": {"tls.crt": issued.tls_cert, "tls.key": issued.tls_key}});
-    kubectl_with_stdin(["apply", "-f", "-"], &secret.to_string())
-        .await?
-        .ok()?;
 
     helm(["lint", &chart()]).await?.ok()?;
     let values = values_file(n, "ConfigMap", 1)?;
@@ -768,7 +822,12 @@ async fn helm_install_upgrade_and_uninstall_run_the_operator() -> Result<()> {
     let config = json(&["get", "configmap", &fullname, "-n", n]).await?;
     ensure!(config["data"]["max_instances"] == "1", "{config}");
 
-    inject_ca(&configurations, &issued.ca_bundle()).await?;
+    // Nobody made a certificate: the webhook wrote its own CA and serving certificate into its
+    // Secret and its CA into both configurations (which existed, fail-closed, before it served).
+    let secret_name = format!("{webhook}-cert");
+    let secret = ca_injected(n, &secret_name, &configurations).await?;
+    ensure!(secret["type"] == "kubernetes.io/tls", "{secret}");
+    let first_serving = secret["data"]["tls.crt"].clone();
     let bad = format!(
         "{}  maintenanceWindows: [\"05:00-01:00\"]\n",
         manifest("acid-bad", 1)
@@ -881,6 +940,35 @@ async fn helm_install_upgrade_and_uninstall_run_the_operator() -> Result<()> {
         .await?
         .failed()?;
     ensure!(out.stderr.contains("ends before it starts"), "{out}");
+    // The one-minute serving certificate was renewed under the same CA, and both replicas serve
+    // the new one (the API server still reaches the webhook: the refusal is the webhook's own).
+    eventually_with(
+        "the serving certificate renewed",
+        Duration::from_secs(90),
+        Duration::from_secs(1),
+        || async {
+            let now = json(&["get", "secret", &secret_name, "-n", n]).await?;
+            ensure!(now["data"]["tls.crt"] != first_serving, "not yet");
+            ensure!(
+                now["data"]["ca.crt"] == secret["data"]["ca.crt"],
+                "a new CA: {now}"
+            );
+            Ok(())
+        },
+    )
+    .await?;
+    // Renewed once, not on every look: the Secret stays put for a while.
+    let version = |s: Value| s["metadata"]["resourceVersion"].clone();
+    let before = version(json(&["get", "secret", &secret_name, "-n", n]).await?);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let after = version(json(&["get", "secret", &secret_name, "-n", n]).await?);
+    ensure!(before == after, "the Secret keeps being rewritten");
+    for _ in 0..4 {
+        let out = kubectl_with_stdin(["apply", "-n", n, "-f", "-"], &bad)
+            .await?
+            .failed()?;
+        ensure!(out.stderr.contains("ends before it starts"), "{out}");
+    }
 
     // helm uninstall: the cluster, its StatefulSet and the CRDs stay; no webhook configuration.
     helm([
@@ -921,5 +1009,21 @@ async fn helm_install_upgrade_and_uninstall_run_the_operator() -> Result<()> {
         .await?
         .failed()?;
     ensure!(out.stderr.contains("NotFound"), "{out}");
+    // The database pods keep their ClusterRole (helm.sh/resource-policy: keep), so Patroni keeps
+    // its leader lock; the test removes it.
+    let pod_role = format!("{n}-pod");
+    kubectl(["get", "clusterrole", &pod_role]).await?.ok()?;
+    kubectl(["delete", "clusterrole", &pod_role]).await?.ok()?;
+    // Nothing is left that would call the gone webhook: postgresql objects are still written.
+    kubectl([
+        "annotate",
+        "postgresql",
+        "acid-chart",
+        "-n",
+        n,
+        "e2e/after-uninstall=yes",
+    ])
+    .await?
+    .ok()?;
     Ok(())
 }

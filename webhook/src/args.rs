@@ -3,9 +3,19 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// Where the serving certificate comes from.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Files, re-read when they change.
+    Files,
+    /// A Secret the webhook writes and renews itself.
+    SelfManaged,
+}
+
 /// Admission webhook for postgresql objects (Zalando-compatible).
 #[derive(clap::Parser, Debug, Clone)]
-#[command(version, about)]
+// A flag given twice takes the last value, so `extraArgs` in the chart can override a rendered one.
+#[command(version, about, args_override_self = true)]
 pub struct Args {
     /// Address of the HTTPS admission endpoints (/mutate, /validate).
     #[arg(long, env = "WEBHOOK_LISTEN", default_value = "0.0.0.0:8443")]
@@ -27,6 +37,42 @@ pub struct Args {
         default_value = "/etc/webhook/certs/tls.key"
     )]
     pub tls_key: PathBuf,
+    /// Where the serving certificate comes from: `files` (`--tls-cert`/`--tls-key`, e.g. a Secret
+    /// volume filled by cert-manager) or `self-managed` (the webhook makes and renews its own CA
+    /// and certificate in `--tls-secret` and injects the CA into `--webhook-configuration`).
+    #[arg(long, env = "WEBHOOK_TLS_MODE", value_enum, default_value_t = TlsMode::Files)]
+    pub tls_mode: TlsMode,
+    /// Self-managed: the `kubernetes.io/tls` Secret (in the operator namespace) that holds the CA
+    /// and the serving certificate.
+    #[arg(
+        long,
+        env = "WEBHOOK_TLS_SECRET",
+        required_if_eq("tls_mode", "self-managed")
+    )]
+    pub tls_secret: Option<String>,
+    /// Self-managed: the webhook's Service, named by the certificate.
+    #[arg(
+        long,
+        env = "WEBHOOK_SERVICE_NAME",
+        required_if_eq("tls_mode", "self-managed")
+    )]
+    pub service_name: Option<String>,
+    /// Self-managed: the Mutating- and ValidatingWebhookConfiguration that get the CA.
+    #[arg(
+        long,
+        env = "WEBHOOK_CONFIGURATION_NAME",
+        required_if_eq("tls_mode", "self-managed")
+    )]
+    pub webhook_configuration: Option<String>,
+    /// Self-managed: validity of a new CA, in seconds (renewed with a third left).
+    #[arg(long, env = "WEBHOOK_TLS_CA_VALIDITY_SECONDS", default_value_t = 5 * 365 * 86_400)]
+    pub tls_ca_validity_seconds: u64,
+    /// Self-managed: validity of a new serving certificate, in seconds (renewed with a third left).
+    #[arg(long, env = "WEBHOOK_TLS_CERT_VALIDITY_SECONDS", default_value_t = 90 * 86_400)]
+    pub tls_cert_validity_seconds: u64,
+    /// Self-managed: seconds between checks of the Secret when nothing changes.
+    #[arg(long, env = "WEBHOOK_TLS_CHECK_SECONDS", default_value_t = 3600)]
+    pub tls_check_seconds: u64,
     /// Seconds between checks of the certificate files.
     #[arg(long, env = "WEBHOOK_CERT_RELOAD_SECONDS", default_value_t = 2)]
     pub cert_reload_seconds: u64,

@@ -8,6 +8,7 @@ pub mod args;
 pub mod config_watch;
 pub mod metrics;
 pub mod review;
+pub mod self_tls;
 pub mod server;
 pub mod state;
 pub mod tls;

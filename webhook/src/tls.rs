@@ -36,6 +36,17 @@ impl ReloadingCert {
         Ok(this)
     }
 
+    /// A resolver that serves nothing until [`Self::install`] is given a pair (the webhook that
+    /// makes its own certificate starts so, and stays unready until then).
+    pub fn empty(cert_path: &Path, key_path: &Path) -> Arc<Self> {
+        Arc::new(Self {
+            cert_path: cert_path.to_path_buf(),
+            key_path: key_path.to_path_buf(),
+            current: ArcSwapOption::empty(),
+            loaded_from: ArcSwapOption::empty(),
+        })
+    }
+
     /// Re-reads the files; returns whether a new certificate is now served. Errors leave the
     /// previous certificate in place.
     pub fn reload(&self) -> anyhow::Result<bool> {
@@ -44,6 +55,17 @@ impl ReloadingCert {
         })?;
         let key_pem = std::fs::read(&self.key_path)
             .map_err(|e| anyhow::anyhow!("cannot read key {}: {e}", self.key_path.display()))?;
+        self.install(cert_pem, key_pem, &self.cert_path.display().to_string())
+    }
+
+    /// Serves this PEM pair from now on if it parses and belongs together; returns whether it
+    /// differs from the one served. `origin` names where it came from in errors.
+    pub fn install(
+        &self,
+        cert_pem: Vec<u8>,
+        key_pem: Vec<u8>,
+        origin: &str,
+    ) -> anyhow::Result<bool> {
         if let Some(previous) = self.loaded_from.load().as_deref()
             && previous.0 == cert_pem
             && previous.1 == key_pem
@@ -52,30 +74,15 @@ impl ReloadingCert {
         }
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
             .collect::<Result<_, _>>()
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "certificate {} is not valid PEM: {e}",
-                    self.cert_path.display()
-                )
-            })?;
+            .map_err(|e| anyhow::anyhow!("certificate {origin} is not valid PEM: {e}"))?;
         if chain.is_empty() {
-            anyhow::bail!(
-                "certificate file {} holds no certificate",
-                self.cert_path.display()
-            );
+            anyhow::bail!("certificate {origin} holds no certificate");
         }
         let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
-            anyhow::anyhow!(
-                "key {} is not a valid PEM private key: {e}",
-                self.key_path.display()
-            )
+            anyhow::anyhow!("the key of {origin} is not a valid PEM private key: {e}")
         })?;
-        let signing_key = any_supported_type(&key).map_err(|e| {
-            anyhow::anyhow!(
-                "unsupported private key in {}: {e}",
-                self.key_path.display()
-            )
-        })?;
+        let signing_key = any_supported_type(&key)
+            .map_err(|e| anyhow::anyhow!("unsupported private key for {origin}: {e}"))?;
         let certified = CertifiedKey::new(chain, signing_key);
         certified
             .keys_match()

@@ -161,3 +161,34 @@ namespaceSelector:
       values: ["kube-system"]
   {{- end }}
 {{- end -}}
+
+{{/* The name of both webhook configurations (cluster-scoped, so the namespace is part of it). */}}
+{{- define "postgres-operator.webhookConfigurationName" -}}
+{{- printf "%s-%s" (include "postgres-operator.webhookName" .) .Release.Namespace | trunc 253 -}}
+{{- end }}
+
+{{/* The webhook's serving certificate Secret. */}}
+{{- define "postgres-operator.webhookSecretName" -}}
+{{- default (printf "%s-cert" (include "postgres-operator.webhookName" .)) .Values.webhook.tls.secretName -}}
+{{- end }}
+
+{{/* The webhook's TLS mode, refused when unknown. */}}
+{{- define "postgres-operator.webhookTlsMode" -}}
+{{- $mode := .Values.webhook.tls.mode -}}
+{{- if not (has $mode (list "self-managed" "cert-manager" "secret")) -}}
+{{- fail (printf "webhook.tls.mode: %q is not one of self-managed, cert-manager, secret" $mode) -}}
+{{- end -}}
+{{- $mode -}}
+{{- end }}
+
+{{/* The annotations of both webhook configurations: the user's, plus cert-manager's CA injection. */}}
+{{- define "postgres-operator.webhookConfigurationAnnotations" -}}
+{{- $annotations := deepCopy (default dict .Values.webhook.configurationAnnotations) -}}
+{{- if eq (include "postgres-operator.webhookTlsMode" .) "cert-manager" -}}
+{{- $_ := set $annotations "cert-manager.io/inject-ca-from" (printf "%s/%s" .Release.Namespace (include "postgres-operator.webhookName" .)) -}}
+{{- end -}}
+{{- with $annotations -}}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
