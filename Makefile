@@ -52,9 +52,10 @@ crds-check: crds
 	@untracked=$$(git ls-files --others --exclude-standard crds/); \
 	if [ -n "$$untracked" ]; then echo "crds-check: new CRD files not committed: $$untracked" >&2; exit 1; fi
 
-## Regenerates the chart's generated files: its crds/ (the same YAML as crds/) and the controller's
-## ClusterRole rules (templates/_operator-rules.tpl, from the children table). Unit tests in
-## controller/src/bin/chartgen.rs fail when they drift.
+## Regenerates the chart's generated files: its crds/ (the same YAML as crds/), the controller's
+## ClusterRole rules (templates/_operator-rules.tpl, from the children table), values.schema.json
+## (from values.yaml and the operator's configuration types) and the values listing in its
+## README.md. Unit tests in controller/src/bin/chartgen fail when they drift.
 chart: target-dir
 	$(CARGO) run -q -p controller --bin chartgen -- charts/postgres-operator
 
