@@ -38,6 +38,18 @@ pub fn overrides() -> Vec<(&'static str, Value)> {
             "webhook.failurePolicy",
             json!({"type": "string", "enum": ["Fail", "Ignore"]}),
         ),
+        (
+            "webhook.tls.mode",
+            json!({"type": "string", "enum": ["self-managed", "cert-manager", "secret"]}),
+        ),
+        (
+            "webhook.tls.selfManaged.caDays",
+            json!({"type": "integer", "minimum": 1}),
+        ),
+        (
+            "webhook.tls.selfManaged.certDays",
+            json!({"type": "integer", "minimum": 1}),
+        ),
         // The API server's bounds of a webhook's timeout.
         (
             "webhook.timeoutSeconds",
