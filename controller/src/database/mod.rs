@@ -185,13 +185,7 @@ pub async fn sync(
     }
     let now = chrono::Utc::now();
     let rotation = rotation::rotate(ctx, config, pg, &wanted, now).await;
-    // The Secrets as rotation left them (the cache may not show its writes yet).
-    let mut renewed = false;
-    for (_, c) in &rotation.secrets {
-        renewed |=
-            passwords.insert(c.username.clone(), c.password.clone()) != Some(c.password.clone());
-    }
-    if renewed {
+    if rotation.update(&mut passwords) {
         wanted = common::database::wanted::wanted(config, pg, &passwords).0;
     }
     let pairs = common::database::rotation::add_rotation_roles(&mut wanted, &rotation.secrets);

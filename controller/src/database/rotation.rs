@@ -25,7 +25,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The rotation users of the given base names, as a JSON array (only when a cleanup is due).
 const ROTATION_USERS_QUERY: &str = "\
@@ -40,6 +40,19 @@ pub struct Rotation {
     pub secrets: Vec<(String, Credentials)>,
     /// Users whose expired dated roles are dropped after the role sync.
     pub cleanup: BTreeSet<String>,
+}
+
+impl Rotation {
+    /// Puts the credentials the Secrets hold now into `passwords` (by username), where the cache
+    /// may not show this sync's writes yet; returns whether anything changed.
+    pub fn update(&self, passwords: &mut BTreeMap<String, String>) -> bool {
+        let mut changed = false;
+        for (_, c) in &self.secrets {
+            let before = passwords.insert(c.username.clone(), c.password.clone());
+            changed |= before.as_ref() != Some(&c.password);
+        }
+        changed
+    }
 }
 
 /// The credentials of a Secret, if it has a username.
@@ -312,6 +325,32 @@ mod tests {
             "metadata": {"name": "s"}, "data": {"password": "eHl6"}}))
         .unwrap();
         assert_eq!(credentials(&bare), None);
+    }
+
+    #[test]
+    fn the_secrets_after_rotation_override_the_cache() {
+        let creds = |u: &str, p: &str| Credentials {
+            username: u.into(),
+            password: p.into(),
+            next_rotation: None,
+        };
+        let mut passwords = BTreeMap::from([
+            ("foo_user".to_string(), "old".to_string()),
+            ("flyway".to_string(), "same".to_string()),
+        ]);
+        let unchanged = Rotation {
+            secrets: vec![("flyway".into(), creds("flyway", "same"))],
+            cleanup: BTreeSet::new(),
+        };
+        assert!(!unchanged.update(&mut passwords));
+        let rotated = Rotation {
+            secrets: vec![("foo_user".into(), creds("foo_user250301", "new"))],
+            cleanup: BTreeSet::new(),
+        };
+        assert!(rotated.update(&mut passwords));
+        assert_eq!(passwords["foo_user250301"], "new");
+        // The original keeps the password it has in the database.
+        assert_eq!(passwords["foo_user"], "old");
     }
 
     #[test]
