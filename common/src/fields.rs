@@ -57,6 +57,11 @@ pub static ACTED_ON: &[&str] = &[
     "spec.users",
     "spec.databases",
     "spec.preparedDatabases",
+    // Password rotation in the users' Secrets, followed by the role sync
+    // (common::database::rotation, controller/src/database/rotation.rs).
+    "spec.usersWithSecretRotation",
+    "spec.usersWithInPlaceSecretRotation",
+    "spec.usersIgnoringSecretRotation",
     "spec.spiloRunAsUser",
     "spec.spiloRunAsGroup",
     "spec.spiloFSGroup",
@@ -185,18 +190,6 @@ pub static NOT_YET: &[NotYet] = &[
         "spec.replicaPoolerNodePort",
         NO_POOLER_SERVICE,
         When::ReplicaPooler,
-    ),
-    not_yet(
-        "spec.usersWithSecretRotation",
-        "passwords are not rotated and no dated rotation users are created",
-    ),
-    not_yet(
-        "spec.usersWithInPlaceSecretRotation",
-        "passwords are not rotated",
-    ),
-    not_yet(
-        "spec.usersIgnoringSecretRotation",
-        "the operator rotates no passwords yet, so there is nothing to exclude these users from",
     ),
     not_yet(
         "spec.maintenanceWindows",

@@ -187,9 +187,6 @@ fn complete_manifest() {
             "spec.volume.iops",
             "spec.volume.throughput",
             "spec.volume.type",
-            "spec.usersWithSecretRotation",
-            "spec.usersWithInPlaceSecretRotation",
-            "spec.usersIgnoringSecretRotation",
             "spec.maintenanceWindows",
             "spec.tls",
             "spec.additionalVolumes",
@@ -295,18 +292,6 @@ const SAMPLES: &[(&str, &str)] = &[
     (
         "spec.replicaPoolerNodePort",
         "enableReplicaConnectionPooler: true\nreplicaPoolerNodePort: 30002",
-    ),
-    (
-        "spec.usersWithSecretRotation",
-        "usersWithSecretRotation: [app]",
-    ),
-    (
-        "spec.usersWithInPlaceSecretRotation",
-        "usersWithInPlaceSecretRotation: [app]",
-    ),
-    (
-        "spec.usersIgnoringSecretRotation",
-        "usersIgnoringSecretRotation: [app]",
     ),
     (
         "spec.maintenanceWindows",

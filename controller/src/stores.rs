@@ -62,13 +62,16 @@ impl Slim for StatefulSet {
     }
 }
 
-/// Secrets are only ever created, never compared; of their data only the credentials are
-/// kept, which the database sync reads (a Secret is the source of truth of its role's password).
+/// Of a Secret's data only the credentials and the next rotation date are kept, which the
+/// database sync reads (a Secret is the source of truth of its role's password) and password
+/// rotation decides on.
 impl Slim for Secret {
     fn slim(&mut self) {
         slim_meta(&mut self.metadata);
         if let Some(data) = &mut self.data {
-            data.retain(|k, _| k == "username" || k == "password");
+            data.retain(|k, _| {
+                k == "username" || k == "password" || k == common::database::rotation::NEXT_ROTATION
+            });
         }
         self.string_data = None;
     }
@@ -218,6 +221,11 @@ mod tests {
         .unwrap();
         secret.slim();
         assert_eq!(secret.data.as_ref().map(|d| d.len()), Some(1));
+        let mut rotated: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "s"}, "data": {"username": "eA==", "password": "eA==", "nextRotation": "eA=="}}))
+        .unwrap();
+        rotated.slim();
+        assert_eq!(rotated.data.as_ref().map(|d| d.len()), Some(3));
         assert_eq!(secret.metadata.labels.unwrap()["a"], "b");
         let mut endpoints: Endpoints = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "e"}, "subsets": [{"addresses": [{"ip": "127.10.0.1"}]}]}))

@@ -21,6 +21,7 @@ pub fn check_manifest(config: &Config, pg: &Postgresql) -> Verdict {
     let mut v = Verdict::default();
     cluster_name(config, pg, &mut v);
     users(config, pg, &mut v);
+    rotation_lists(config, pg, &mut v);
     databases(pg, &mut v);
     maintenance_windows(pg, &mut v);
     clone_and_standby(pg, &mut v);
@@ -132,6 +133,32 @@ fn users(config: &Config, pg: &Postgresql, v: &mut Verdict) {
             "spec.connectionPooler.user",
             format!("{user:?} is a system or protected role; the pooler needs a role of its own such as {:?}", config.connection_pooler.connection_pooler_user),
         );
+    }
+}
+
+/// A system user in a rotation list is accepted (Zalando accepts it) but never rotated: the pods
+/// and the operator log in as it with its Secret's password (`common::database::rotation`).
+fn rotation_lists(config: &Config, pg: &Postgresql, v: &mut Verdict) {
+    let system = [
+        &config.users.super_username,
+        &config.users.replication_username,
+    ];
+    let lists = [
+        (
+            "usersWithSecretRotation",
+            &pg.spec.users_with_secret_rotation,
+        ),
+        (
+            "usersWithInPlaceSecretRotation",
+            &pg.spec.users_with_in_place_secret_rotation,
+        ),
+    ];
+    for (list, users) in lists {
+        for user in users.iter().flatten().filter(|u| system.contains(u)) {
+            v.warn(format!(
+                "spec.{list}: {user:?} is a system user, whose password is never rotated: the pods and the operator log in as it with the password of its Secret"
+            ));
+        }
     }
 }
 

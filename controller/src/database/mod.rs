@@ -2,12 +2,15 @@
 //! schemas, extensions and default privileges the manifest asks for are made inside PostgreSQL.
 //!
 //! dereference (leader pod, passwords from the Secrets) → wanted (pure, `common::database`) →
-//! catalog read (one round-trip per database) → plan (pure) → execute (only when the plan is
-//! not empty). A sync of an unchanged cluster is the catalog read and nothing else.
+//! password rotation in the Secrets (only when one is due, [`rotation`]) → catalog read (one
+//! round-trip per database) → plan (pure) → execute (only when the plan is not empty) → drop of
+//! expired rotation users (only after a rotation). A sync of an unchanged cluster is the catalog
+//! read and nothing else.
 
 pub mod catalog;
 pub mod connect;
 pub mod execute;
+pub mod rotation;
 
 use crate::context::Context;
 use common::config::Config;
@@ -161,7 +164,7 @@ pub async fn sync(
         return Ok(Synced::Skipped(why));
     }
     let namespace = pg.namespace().unwrap_or_default();
-    let passwords = passwords(ctx, config, pg);
+    let mut passwords = passwords(ctx, config, pg);
     let superuser = &config.users.super_username;
     let password = passwords.get(superuser).cloned().ok_or_else(|| {
         SyncError::NoSuperuserPassword(common::naming::secret_name(
@@ -176,11 +179,18 @@ pub async fn sync(
         user: superuser.clone(),
         password,
     };
-    let (wanted, warnings) = common::database::wanted::wanted(config, pg, &passwords);
+    let (mut wanted, warnings) = common::database::wanted::wanted(config, pg, &passwords);
     for warning in warnings {
         tracing::warn!(cluster = %pg.name_any(), "{warning}");
     }
+    let now = chrono::Utc::now();
+    let rotation = rotation::rotate(ctx, config, pg, &wanted, now).await;
+    if rotation.update(&mut passwords) {
+        wanted = common::database::wanted::wanted(config, pg, &passwords).0;
+    }
+    let pairs = common::database::rotation::add_rotation_roles(&mut wanted, &rotation.secrets);
     let actual = read_actual(ctx, &target, &wanted).await?;
+    common::database::rotation::copy_settings(&mut wanted, &actual, &pairs);
     let method = common::database::password::Method::from_setting(
         pg.spec
             .postgresql
@@ -191,10 +201,11 @@ pub async fn sync(
     );
     let plan = common::database::plan::plan(&wanted, &actual, method);
     ctx.metrics.database_statements(plan.len());
-    if plan.is_empty() {
-        return Ok(Synced::Ran(Report::default()));
-    }
-    Ok(Synced::Ran(
-        execute::run(&ctx.connector, &target, &plan).await?,
-    ))
+    let mut report = if plan.is_empty() {
+        Report::default()
+    } else {
+        execute::run(&ctx.connector, &target, &plan).await?
+    };
+    report.applied += rotation::cleanup(ctx, config, pg, &target, &rotation, &wanted, now).await;
+    Ok(Synced::Ran(report))
 }
