@@ -13,7 +13,7 @@ CARGO ?= cargo
 .PHONY: all build target-dir tools world up down demo test unit e2e crds crds-check chart chart-check chart-lint \
 	fmt lint fmt-check \
 	clippy shellcheck check-pure bench bench-capacity clean-local bench-webhook bench-controller \
-	bench-world
+	bench-world images
 
 all: build
 
@@ -23,6 +23,10 @@ target-dir:
 
 build: target-dir
 	$(CARGO) build --workspace --bins
+
+## The controller and webhook images, where a container engine runs (scripts/images.sh).
+images:
+	scripts/images.sh
 
 ## Go-built control-plane binaries (kube-apiserver, etcd, kwok, helm, ...) cached under $(PGOP_CACHE).
 tools:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The demo: local control plane (scripts/up.sh), the operator's CRDs, webhook and controller as
-# local processes, and the minimal postgresql manifest. Run via `make demo` (which first runs
-# `make tools build`). Ports come from this checkout's slot (see lib.sh); down.sh stops it all.
+# The demo: local control plane (scripts/up.sh), the operator installed with its Helm chart
+# exactly as a user installs it (the pod runner runs the chart's controller and webhook images as
+# this checkout's binaries), and the minimal postgresql manifest. Run via `make demo` (which first
+# runs `make tools build`). Ports come from this checkout's slot (see lib.sh); down.sh stops it all.
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -13,71 +14,38 @@ slot_network # the demo's own ports: from the environment, else from the slot
 export KUBECONFIG=$KUBECONFIG_LOCAL
 k() { "$KUBECTL" "$@"; }
 
-for comp in webhook controller certs; do
+for comp in webhook controller; do
   [ -x "$CARGO_TARGET_DIR/debug/$comp" ] || die "$CARGO_TARGET_DIR/debug/$comp is not built (run make build)"
 done
 [ -n "$(ls crds/*.yaml 2>/dev/null)" ] || die "crds/ has no YAML (run make crds)"
 
+# Helm installs crds/ on the first install only and never upgrades them; a demo after a change to
+# the CRDs applies them first, as the operator's own registration would at its start.
 log "installing the CRDs"
 k apply --server-side --force-conflicts -f crds/ >/dev/null
 k wait --for=condition=Established --timeout=60s -f crds/ >/dev/null
 log "CRDs established"
 
-# -------------------------------------------------------------------------------------------
-# Operator processes, started and stopped like the control plane's (lib.sh start/running,
-# down.sh): the webhook (registered by URL on loopback) and the controller, both configured by
-# the ConfigMap postgres-operator/postgres-operator.
-# -------------------------------------------------------------------------------------------
-wait_http() { # wait_http NAME URL SECONDS: until the URL answers 200, failing early if NAME died
-  local name=$1 url=$2
-  wait_for "$url" "$3" "$name" curl -fsS -o /dev/null "$url"
-}
+# The operator, installed by its chart. The demo's values keep it to the namespace default (and the
+# webhook to namespaces labelled for the demo) so it never meets the end-to-end tests' operators.
+# A build annotation restarts the operator's pods when a binary changed since the last demo.
 OPERATOR_NS=postgres-operator
-k create namespace "$OPERATOR_NS" --dry-run=client -o yaml | k apply -f - >/dev/null
-# Like Zalando's shipped configuration: no public load balancers on a laptop.
-k create configmap postgres-operator --namespace "$OPERATOR_NS" --dry-run=client -o yaml \
-  --from-literal=enable_master_load_balancer=false \
-  --from-literal=enable_teams_api=false \
-  --from-literal=max_instances=5 \
-  --from-literal=delete_annotation_date_key=delete-date \
-  --from-literal=delete_annotation_name_key=delete-clustername |
-  k apply -f - >/dev/null
-certs_dir=$LOCAL_DIR/certs
-ca_bundle=$("$CARGO_TARGET_DIR/debug/certs" --out-dir "$certs_dir" --namespace "$OPERATOR_NS" 2>/dev/null)
-export CONFIG_MAP_NAME="$OPERATOR_NS/postgres-operator" OPERATOR_NAMESPACE="$OPERATOR_NS"
-# A process of an older build (a second `make demo` after a change) is restarted.
-WEBHOOK_ARGS=(--listen "127.0.0.1:$PGOP_WEBHOOK_PORT" --admin-listen "127.0.0.1:$WEBHOOK_ADMIN_PORT"
-  --tls-cert "$certs_dir/tls.crt" --tls-key "$certs_dir/tls.key")
-stop_if_stale pgop-webhook "$CARGO_TARGET_DIR/debug/webhook" "${WEBHOOK_ARGS[@]}"
-start pgop-webhook "$CARGO_TARGET_DIR/debug/webhook" "${WEBHOOK_ARGS[@]}"
-wait_http pgop-webhook "http://127.0.0.1:$WEBHOOK_ADMIN_PORT/readyz" 60
-
-# The committed webhook configuration (one webhook per document), pointed at the local process
-# instead of the Service, given the CA bundle and limited to namespaces labelled for the demo, so
-# it never touches the end-to-end tests'. kubectl patches each document locally.
+RELEASE=postgres-operator
+# An older demo ran the operator as local processes behind a webhook registered by URL: retire both.
+for old in pgop-webhook pgop-controller; do stop_if_stale "$old" /retired; done
+k delete mutatingwebhookconfiguration,validatingwebhookconfiguration pg-operator-webhook \
+  --ignore-not-found >/dev/null
 k label namespace default pgop.demo/webhook=enabled --overwrite >/dev/null
-docs=$(mktemp -d)
-trap 'rm -rf "$docs"' EXIT
-csplit --quiet --elide-empty-files --prefix="$docs/doc" \
-  manifests/webhook/webhook-configuration.yaml '/^---$/' '{*}'
-for doc in "$docs"/doc*; do
-  path=$(k patch --local -f "$doc" --type=json -p '[]' -o jsonpath='{.webhooks[0].clientConfig.service.path}')
-  k patch --local -f "$doc" --type=json --patch-file=/dev/stdin -o yaml <<JSON | k apply -f - >/dev/null
-[
-  {"op": "remove", "path": "/webhooks/0/clientConfig/service"},
-  {"op": "add", "path": "/webhooks/0/clientConfig/url", "value": "https://127.0.0.1:$PGOP_WEBHOOK_PORT$path"},
-  {"op": "replace", "path": "/webhooks/0/clientConfig/caBundle", "value": "$ca_bundle"},
-  {"op": "add", "path": "/webhooks/0/namespaceSelector/matchLabels", "value": {"pgop.demo/webhook": "enabled"}}
-]
-JSON
-done
-log "webhook registered at https://127.0.0.1:$PGOP_WEBHOOK_PORT"
-
-# The demo cluster lives in default; the tests' namespaces stay with the tests' own controllers.
-export WATCHED_NAMESPACE=default
-stop_if_stale pgop-controller "$CARGO_TARGET_DIR/debug/controller" --admin-listen "127.0.0.1:$CONTROLLER_ADMIN_PORT"
-start pgop-controller "$CARGO_TARGET_DIR/debug/controller" --admin-listen "127.0.0.1:$CONTROLLER_ADMIN_PORT"
-wait_http pgop-controller "http://127.0.0.1:$CONTROLLER_ADMIN_PORT/readyz" 120
+export HELM_CACHE_HOME=$LOCAL_DIR/helm/cache HELM_CONFIG_HOME=$LOCAL_DIR/helm/config HELM_DATA_HOME=$LOCAL_DIR/helm/data
+build_id() { sha256sum "$CARGO_TARGET_DIR/debug/$1" | cut -c1-16; }
+log "helm upgrade --install $RELEASE charts/postgres-operator -n $OPERATOR_NS -f scripts/demo-values.yaml"
+"$HELM" upgrade --install "$RELEASE" charts/postgres-operator --namespace "$OPERATOR_NS" \
+  --create-namespace -f scripts/demo-values.yaml \
+  --set-string "podAnnotations.pgop\\.demo/build=$(build_id controller)" \
+  --set-string "webhook.podAnnotations.pgop\\.demo/build=$(build_id webhook)" \
+  --wait --timeout 300s >/dev/null ||
+  die "helm could not install the chart; see kubectl -n $OPERATOR_NS get pods and $LOGS/pod-runner.log"
+log "operator installed: $(k -n "$OPERATOR_NS" get deploy -o name | tr '\n' ' ')"
 
 manifest=manifests/minimal-postgres-manifest.yaml
 cluster=acid-minimal-cluster
@@ -86,7 +54,7 @@ k apply -f "$manifest"
 # Running means Patroni elected a leader (the pod runner runs real Patroni + PostgreSQL).
 log "waiting for the cluster to be Running"
 k wait --for=jsonpath='{.status.PostgresClusterStatus}'=Running --timeout=300s -f "$manifest" >/dev/null \
-  || die "the cluster is not Running after 300s; see $LOGS/pgop-controller.log and $LOGS/pod-runner.log"
+  || die "the cluster is not Running after 300s; see kubectl -n $OPERATOR_NS logs deploy/$RELEASE and $LOGS/pod-runner.log"
 
 # The master Service's ClusterIP is served by the pod runner (user-space kube-proxy), so this is
 # the command a user runs; the password comes from the Secret the operator wrote.
@@ -103,7 +71,7 @@ streaming() { [ "$(psql_master "select count(*) from pg_stat_replication where s
 wait_for "a streaming replica" 240 pod-runner streaming
 psql_master "create table if not exists demo(at timestamptz default now()); insert into demo default values" >/dev/null
 # The manifest's users and databases exist inside PostgreSQL once the operator synced them.
-wait_for "user zalando to log in to its database foo" 120 pgop-controller bash -c \
+wait_for "user zalando to log in to its database foo" 120 pod-runner bash -c \
   "PGPASSWORD=\$($KUBECTL get secret zalando.$cluster.credentials.postgresql.acid.zalan.do -o jsonpath='{.data.password}' | base64 -d) \
    PGCONNECT_TIMEOUT=5 $psql_bin -h $master_ip -U zalando -d foo -XtAc 'select 1'"
 
@@ -114,6 +82,7 @@ echo "The control plane keeps running (slot $PGOP_SLOT, API https://127.0.0.1:$A
 echo "export KUBECONFIG=$KUBECONFIG_LOCAL"
 echo "make down"
 echo
+echo "The operator runs from its Helm chart (helm -n $OPERATOR_NS status $RELEASE; kubectl -n $OPERATOR_NS logs deploy/$RELEASE)."
 echo "The cluster $cluster runs real Patroni + PostgreSQL $major: a leader and a streaming replica."
 echo "Connect to the master through its Service:"
 echo "PGPASSWORD=\$($password_cmd) $psql_bin -h $master_ip -U postgres -c 'select * from demo'"

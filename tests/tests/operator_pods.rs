@@ -1,5 +1,5 @@
 //! The operator's controller as a pod from `manifests/controller/`, run by the pod runner: its
-//! image (`ghcr.io/example/pg-operator-controller`) becomes the locally built `controller` with
+//! image (`ghcr.io/pg-operator/pg-operator-controller`) becomes the locally built `controller` with
 //! the pod's environment and ServiceAccount token, listening on the pod IP, Ready by its
 //! `readinessProbe`. Scoped to the test namespace (`WATCHED_NAMESPACE`), it brings a 1-instance
 //! cluster to `Running` with a Patroni master, as the local-process controller of `real_pods`

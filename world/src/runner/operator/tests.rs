@@ -44,8 +44,8 @@ const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 11, 0, 5));
 #[test]
 fn operator_images_match_by_repository_suffix() {
     assert_eq!(
-        repository("ghcr.io/example/pg-operator-controller:0.1.0"),
-        "ghcr.io/example/pg-operator-controller"
+        repository("ghcr.io/pg-operator/pg-operator-controller:0.1.0"),
+        "ghcr.io/pg-operator/pg-operator-controller"
     );
     assert_eq!(
         repository("localhost:5000/pg-operator-webhook"),
@@ -58,7 +58,7 @@ fn operator_images_match_by_repository_suffix() {
     assert_eq!(repository("busybox:1"), "busybox");
     let binary = |image: &str| row(Some(image)).map(|r| r.binary);
     assert_eq!(
-        binary("ghcr.io/example/pg-operator-controller:0.1.0"),
+        binary("ghcr.io/pg-operator/pg-operator-controller:0.1.0"),
         Some("controller")
     );
     assert_eq!(binary("pg-operator-controller"), Some("controller"));
@@ -67,7 +67,7 @@ fn operator_images_match_by_repository_suffix() {
         Some("webhook")
     );
     assert_eq!(
-        binary("ghcr.io/example/pg-operator-controller-debug:1"),
+        binary("ghcr.io/pg-operator/pg-operator-controller-debug:1"),
         None
     );
     assert_eq!(binary("ghcr.io/pg-operator-controller/other:1"), None);
@@ -116,10 +116,10 @@ fn jq(filter: &str, input: &str) -> Option<String> {
 fn kwok_selector_agrees_with_the_rust_test() {
     let images = [
         "ghcr.io/zalando/spilo-17:4.0-p2",
-        "ghcr.io/example/pg-operator-controller:0.1.0",
+        "ghcr.io/pg-operator/pg-operator-controller:0.1.0",
         "localhost:5000/pg-operator-webhook",
         "x/pg-operator-webhook:1@sha256:ab",
-        "ghcr.io/example/pg-operator-controller-debug:1",
+        "ghcr.io/pg-operator/pg-operator-controller-debug:1",
         "ghcr.io/pg-operator-controller/other:1",
         "busybox:1",
     ];
