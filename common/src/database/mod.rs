@@ -2,8 +2,12 @@
 //! Zalando makes them. [`model`] holds the data; the rules that fill [`model::Wanted`] and the
 //! plan from wanted and actual to statements live beside it.
 
+pub mod deprecation;
+pub mod infrastructure;
 pub mod model;
 pub mod password;
 pub mod plan;
 pub mod quote;
+pub mod sources;
+pub mod teams;
 pub mod wanted;
