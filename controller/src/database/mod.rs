@@ -8,10 +8,12 @@
 pub mod catalog;
 pub mod connect;
 pub mod execute;
+pub mod infra_secrets;
 
 use crate::context::Context;
 use common::config::Config;
 use common::crd::Postgresql;
+use common::database::deprecation;
 use common::database::model::{Actual, Wanted};
 use connect::{ConnectError, Target};
 use execute::{ExecuteError, Report};
@@ -113,12 +115,23 @@ async fn read_json(
         })
 }
 
-/// Reads what the plan compares: the wanted roles and all databases from `postgres`, and the
-/// schemas, extensions and default privileges of each existing database that should have some.
-async fn read_actual(ctx: &Context, target: &Target, wanted: &Wanted) -> Result<Actual, SyncError> {
+/// Reads what the plan compares: the wanted roles (and `more` role names) and all databases
+/// from `postgres`, and the schemas, extensions and default privileges of each existing database
+/// that should have some.
+async fn read_actual(
+    ctx: &Context,
+    target: &Target,
+    wanted: &Wanted,
+    more: &[String],
+) -> Result<Actual, SyncError> {
     let mut actual = Actual::default();
     let connection = ctx.connector.connect(target, "postgres").await?;
-    let names: Vec<String> = wanted.roles.iter().map(|r| r.name.clone()).collect();
+    let names: Vec<String> = wanted
+        .roles
+        .iter()
+        .map(|r| r.name.clone())
+        .chain(more.iter().cloned())
+        .collect();
     let doc = read_json(
         &connection.client,
         "postgres",
@@ -176,11 +189,17 @@ pub async fn sync(
         user: superuser.clone(),
         password,
     };
-    let (wanted, warnings) = common::database::wanted::wanted(config, pg, &passwords);
-    for warning in warnings {
-        tracing::warn!(cluster = %pg.name_any(), "{warning}");
-    }
-    let actual = read_actual(ctx, &target, &wanted).await?;
+    let roles = crate::roles::gather(ctx, config, pg).await;
+    let mut warnings = roles.warnings.clone();
+    let computed = common::database::sources::wanted(config, pg, roles.sources(&passwords));
+    warnings.extend(computed.warnings);
+    let wanted = computed.wanted;
+    let teams_complete = computed.teams_complete && roles.teams.complete;
+    let key = pg.metadata.uid.clone().unwrap_or_else(|| pg.name_any());
+    let remembered = ctx.roles.remembered(&key);
+    let removed = deprecation::removed(config, &remembered, &wanted, teams_complete);
+    let lookups = deprecation::lookups(config, &wanted, &removed);
+    let mut actual = read_actual(ctx, &target, &wanted, &lookups).await?;
     let method = common::database::password::Method::from_setting(
         pg.spec
             .postgresql
@@ -189,12 +208,19 @@ pub async fn sync(
             .and_then(|p| p.get("password_encryption"))
             .map(String::as_str),
     );
-    let plan = common::database::plan::plan(&wanted, &actual, method);
-    ctx.metrics.database_statements(plan.len());
-    if plan.is_empty() {
-        return Ok(Synced::Ran(Report::default()));
+    let mut plan = deprecation::plan(config, &wanted, &mut actual, &removed, &mut warnings);
+    plan.extend(common::database::plan::plan(&wanted, &actual, method));
+    for warning in warnings {
+        tracing::warn!(cluster = %pg.name_any(), "{warning}");
     }
-    Ok(Synced::Ran(
-        execute::run(&ctx.connector, &target, &plan).await?,
-    ))
+    ctx.metrics.database_statements(plan.len());
+    let report = if plan.is_empty() {
+        Report::default()
+    } else {
+        execute::run(&ctx.connector, &target, &plan).await?
+    };
+    let keep_previous = !teams_complete || !report.failed.is_empty();
+    ctx.roles
+        .remember(&key, deprecation::team_roles(&wanted), keep_previous);
+    Ok(Synced::Ran(report))
 }
