@@ -121,8 +121,9 @@ impl Referenced {
             .map(|t| t.values().cloned().collect())
     }
 
-    /// Records what a watch found; returns whether it differs from what was known.
-    fn set(&self, reference: &Reference, lookup: Lookup<Data>) -> bool {
+    /// Records what a watch found (or a test's stand-in); returns whether it differs from what
+    /// was known.
+    pub fn set(&self, reference: &Reference, lookup: Lookup<Data>) -> bool {
         let mut state = self.write();
         let old = state.objects.insert(reference.clone(), lookup.clone());
         old.as_ref() != Some(&lookup)

@@ -98,16 +98,20 @@ impl RoleSources {
         let mut answers = BTreeMap::new();
         let asked = teams::to_ask(config, team_id, &map);
         if !asked.is_empty() {
+            // All teams at once: a slow API costs one timeout, not one per team.
             let (token, problem) = self.token(config);
             let url = &config.teams_api.teams_api_url;
-            for team in asked {
-                let token = match (&token, &problem) {
-                    (Some(token), _) => Ok(token.as_str()),
-                    (None, problem) => Err(problem.clone()),
+            let lookups = asked.into_iter().map(|team| {
+                let token = match &token {
+                    Some(token) => Ok(token.as_str()),
+                    None => Err(problem.clone()),
                 };
-                let answer = self.teams.answer(url, &team, token).await;
-                answers.insert(team, answer);
-            }
+                async move {
+                    let answer = self.teams.answer(url, &team, token).await;
+                    (team, answer)
+                }
+            });
+            answers.extend(futures::future::join_all(lookups).await);
         }
         TeamInputs {
             map,

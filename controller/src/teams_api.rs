@@ -302,6 +302,69 @@ mod tests {
         assert!(token(None, "ns/s").unwrap_err().contains("ns/s"));
     }
 
+    /// A one-request-per-connection HTTP server on 127.0.0.1 answering `/api/teams/<team>`:
+    /// `acid` with members when the bearer token is right, `gone` with 404, anything else 500.
+    async fn server() -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&request).to_lowercase();
+                let authorized = text.contains("authorization: bearer t0ken");
+                let (status, body) = if text.starts_with("get /api/teams/acid ") && authorized {
+                    ("200 OK", r#"{"member": ["alice"]}"#)
+                } else if text.starts_with("get /api/teams/gone ") {
+                    ("404 Not Found", r#"{"error": "no team"}"#)
+                } else {
+                    ("500 Internal Server Error", r#"{"error": "boom"}"#)
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn the_http_client_asks_with_the_token() {
+        let port = server().await;
+        let url = format!("http://127.0.0.1:{port}/api/");
+        let api = Http::default();
+        assert_eq!(
+            api.members(&url, "acid", "t0ken").await,
+            Ok(vec!["alice".into()])
+        );
+        assert_eq!(
+            api.members(&url, "gone", "t0ken").await,
+            Err(LookupError::NotFound)
+        );
+        assert_eq!(
+            api.members(&url, "acid", "wrong").await,
+            Err(LookupError::Failed("status 500: \"boom\"".into()))
+        );
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let refused = format!("http://127.0.0.1:{}/", closed.local_addr().unwrap().port());
+        drop(closed);
+        assert!(matches!(
+            api.members(&refused, "acid", "t").await,
+            Err(LookupError::Failed(_))
+        ));
+        let odd = api.members("ftp://127.0.0.1/", "acid", "t").await;
+        assert!(matches!(odd, Err(LookupError::Failed(m)) if m.contains("neither http")));
+    }
+
     /// Answers from a script: each call takes the next result.
     struct Scripted(Mutex<Vec<Result<Vec<String>, LookupError>>>);
 
