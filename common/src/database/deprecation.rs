@@ -90,7 +90,18 @@ pub fn plan(
     let t = &config.teams_api;
     let suffix = &t.role_deletion_suffix;
     let mut out = Vec::new();
-    if !t.enable_team_member_deprecation || suffix.is_empty() {
+    if !t.enable_team_member_deprecation {
+        return out;
+    }
+    if suffix.is_empty() {
+        if !removed.is_empty() {
+            warnings.push(Warning {
+                field: "role_deletion_suffix".into(),
+                message: "is empty, so removed team members cannot be renamed; they keep their \
+                          roles unchanged"
+                    .into(),
+            });
+        }
         return out;
     }
     let wanted_names: BTreeSet<&str> = wanted.roles.iter().map(|r| r.name.as_str()).collect();
