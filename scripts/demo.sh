@@ -36,6 +36,13 @@ for old in pgop-webhook pgop-controller; do stop_if_stale "$old" /retired; done
 k delete mutatingwebhookconfiguration,validatingwebhookconfiguration pg-operator-webhook \
   --ignore-not-found >/dev/null
 k label namespace default pgop.demo/webhook=enabled --overwrite >/dev/null
+# The end-to-end tests apply the same Patroni ClusterRole from manifests/ (same name, same rules);
+# when they ran first, the release adopts it instead of refusing to install.
+if k get clusterrole postgres-pod >/dev/null 2>&1; then
+  k label clusterrole postgres-pod app.kubernetes.io/managed-by=Helm --overwrite >/dev/null
+  k annotate clusterrole postgres-pod meta.helm.sh/release-name="$RELEASE" \
+    meta.helm.sh/release-namespace="$OPERATOR_NS" --overwrite >/dev/null
+fi
 export HELM_CACHE_HOME=$LOCAL_DIR/helm/cache HELM_CONFIG_HOME=$LOCAL_DIR/helm/config HELM_DATA_HOME=$LOCAL_DIR/helm/data
 build_id() { sha256sum "$CARGO_TARGET_DIR/debug/$1" | cut -c1-16; }
 log "helm upgrade --install $RELEASE charts/postgres-operator -n $OPERATOR_NS -f scripts/demo-values.yaml"

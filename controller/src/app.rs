@@ -69,6 +69,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         stores: stores.clone(),
         observed: members.observed.clone(),
         connector: Default::default(),
+        roles: crate::roles::RoleSources::new(namespace.clone(), Default::default()),
         events: Events::start(client.clone(), reporter, metrics.events_dropped.clone()),
         metrics,
         caches_ready: AtomicBool::new(false),
@@ -80,6 +81,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         background.spawn(task);
     }
     background.spawn(follow_config(client.clone(), source, ctx.clone()));
+    // The Secrets, ConfigMaps and PostgresTeams the roles come from: a change re-syncs every
+    // cluster (they apply to all of them).
+    let (referenced_tx, referenced_rx) = tokio::sync::mpsc::unbounded_channel();
+    background.spawn(crate::referenced::run(
+        ctx.clone(),
+        watched.clone(),
+        referenced_tx,
+    ));
     background.spawn(watch_deletions(api::<Postgresql>(&client, ns), ctx.clone()));
     if args.leader_election {
         let election = crate::leader::Election {
@@ -133,9 +142,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .reflect(cluster_writer)
         .applied_objects()
         .predicate_filter(reconcile_worthy, Default::default());
+    let every_cluster = every_cluster_on(referenced_rx, clusters.clone());
     let controller = Controller::for_stream(cluster_changes, clusters)
         .with_config(controller::Config::default().concurrency(concurrency))
-        .reconcile_on(futures::stream::select(started.triggers, members.triggers))
+        .reconcile_on(futures::stream::select_all([
+            started.triggers,
+            members.triggers,
+            every_cluster.boxed(),
+        ]))
         .graceful_shutdown_on(async move {
             runtime::http::shutdown_signal().await;
             tracing::info!("shutting down");
@@ -155,6 +169,27 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let _ = admin_task.await;
     background.shutdown().await;
     Ok(())
+}
+
+/// Every known cluster, each time `signals` says so; signals within a second are one.
+fn every_cluster_on(
+    signals: tokio::sync::mpsc::UnboundedReceiver<()>,
+    clusters: kube::runtime::reflector::Store<Postgresql>,
+) -> impl futures::Stream<Item = kube::runtime::reflector::ObjectRef<Postgresql>> + Send {
+    futures::stream::unfold(signals, |mut signals| async move {
+        signals.recv().await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        while signals.try_recv().is_ok() {}
+        Some(((), signals))
+    })
+    .flat_map(move |()| {
+        let refs: Vec<_> = clusters
+            .state()
+            .iter()
+            .map(|pg| kube::runtime::reflector::ObjectRef::from(pg.as_ref()))
+            .collect();
+        futures::stream::iter(refs)
+    })
 }
 
 /// A digest of everything about a `postgresql` a reconcile depends on, except its status.
@@ -211,6 +246,8 @@ async fn watch_deletions(api: Api<Postgresql>, ctx: Arc<Context>) {
         {
             continue;
         }
+        ctx.roles
+            .forget(&pg.metadata.uid.clone().unwrap_or_else(|| pg.name_any()));
         if let Err(error) = crate::deletion::cleanup(&ctx, &pg).await {
             tracing::error!(cluster = %pg.name_any(), %error, "cleaning up the deleted cluster failed");
         }

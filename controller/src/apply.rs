@@ -87,6 +87,19 @@ fn remember(key: String, digest: String, resource_version: Option<String>) {
     );
 }
 
+/// Records a write made outside [`ensure`] and [`create_if_absent`] (a patch of a Secret's
+/// data), so that its echo through the watch does not trigger the cluster again.
+pub fn written<K: Resource>(object: &K)
+where
+    K::DynamicType: Default,
+{
+    remember(
+        key_of(object),
+        String::new(),
+        object.meta().resource_version.clone(),
+    );
+}
+
 /// Whether `object`, as a watch delivered it, is exactly what one of this controller's own
 /// writes produced (marking that write as seen).
 pub fn is_echo<K: Resource>(object: &K) -> bool

@@ -23,6 +23,8 @@ pub struct Context {
     pub observed: crate::members::Observed,
     /// Dials the clusters' databases (a shared connection limit).
     pub connector: crate::database::connect::Connector,
+    /// The role sources beyond the manifest: infrastructure roles, PostgresTeams, Teams API.
+    pub roles: crate::roles::RoleSources,
     /// Event publisher.
     pub events: Events,
     /// Metrics.

@@ -20,5 +20,8 @@ pub mod leader;
 pub mod members;
 pub mod metrics;
 pub mod reconcile;
+pub mod referenced;
+pub mod roles;
 pub mod status;
 pub mod stores;
+pub mod teams_api;

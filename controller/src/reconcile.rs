@@ -100,6 +100,14 @@ pub async fn reconcile(pg: Arc<Postgresql>, ctx: Arc<Context>) -> Result<Action,
     let changes = Changes::default();
     let outcome = apply_children(&ctx, &valid, &changes, config, &namespace).await;
     changes.publish(&ctx, &pg);
+    if outcome.is_ok() {
+        let owner = config
+            .kubernetes
+            .enable_owner_references
+            .then(|| owner_reference(&pg))
+            .flatten();
+        crate::database::infra_secrets::sync(&ctx, config, &pg, owner.as_ref()).await;
+    }
     let ignored = common::fields::summary(&valid.ignored);
     let database = match &outcome {
         Ok(status::Pods::Running(leader)) => sync_database(&ctx, config, &pg, leader).await,

@@ -64,7 +64,8 @@ pub async fn setup(prefix: &str) -> Result<(TestNamespace, Controller)> {
         .ok()?;
     let config = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "postgres-operator", "namespace": ns.name},
-        "data": {"enable_crd_registration": "false", "resync_period": "5s", "repair_period": "5s"}});
+        "data": {"enable_crd_registration": "false", "resync_period": "5s", "repair_period": "5s",
+            "enable_teams_api": "false"}});
     kubectl_with_stdin(["apply", "-f", "-"], &config.to_string())
         .await?
         .ok()?;

@@ -55,10 +55,18 @@ The controller's ClusterRole rules; manifests/controller/rbac.yaml grants the sa
 - apiGroups: ["acid.zalan.do"]
   resources: ["operatorconfigurations"]
   verbs: ["get", "list", "watch"]
-# the configuration in ConfigMap form; Patroni's leader lock (read only)
+# the configuration in ConfigMap form; Patroni's leader lock and infrastructure role descriptions (read only)
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "list", "watch"]
+# an infrastructure role's password copied into its cluster Secret when they differ
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["patch"]
+# additional teams and members (enable_postgres_team_crd)
+- apiGroups: ["acid.zalan.do"]
+  resources: ["postgresteams"]
+  verbs: ["list", "watch"]
 # the members' role labels, readiness and Patroni state: Running needs a leader
 - apiGroups: [""]
   resources: ["pods"]

@@ -106,7 +106,20 @@ pub fn from_configmap(
             warnings.push(ConfigWarning::new(key, warning));
             continue;
         };
-        let value = match convert(leaf.kind, raw) {
+        let converted = if leaf.kind == Kind::InfrastructureRoles {
+            infrastructure_roles(raw).map(|(value, unknown)| {
+                for property in unknown {
+                    warnings.push(ConfigWarning::new(
+                        key,
+                        format!("{key}: the property {property:?} is not known and is ignored"),
+                    ));
+                }
+                Some(value)
+            })
+        } else {
+            convert(leaf.kind, raw)
+        };
+        let value = match converted {
             Ok(Some(value)) => value,
             Ok(None) => {
                 warnings.push(ConfigWarning::new(
@@ -148,18 +161,52 @@ fn convert(kind: Kind, raw: &str) -> Result<Option<Value>, String> {
         Kind::Text => Value::String(raw.trim().to_string()),
         Kind::List => Value::from(parse_list(raw)),
         Kind::Map => serde_json::to_value(parse_map(raw)?).expect("maps serialize"),
-        Kind::InfrastructureRoles => {
-            let fields = parse_map(raw)?;
-            if !fields.contains_key("secretname") {
-                return Err(
-                    "expected secretname:<name> followed by userkey, passwordkey and rolekey pairs"
-                        .into(),
-                );
-            }
-            Value::Array(vec![serde_json::to_value(fields).expect("maps serialize")])
-        }
+        Kind::InfrastructureRoles => return infrastructure_roles(raw).map(|(v, _)| Some(v)),
         Kind::OperatorConfigurationOnly => return Ok(None),
     }))
+}
+
+/// The text properties of an `infrastructure_roles_secrets` entry.
+const INFRASTRUCTURE_ROLE_KEYS: &[&str] = &[
+    "userkey",
+    "passwordkey",
+    "rolekey",
+    "defaultuservalue",
+    "defaultrolevalue",
+    "details",
+];
+
+/// The ConfigMap form of `infrastructure_roles_secrets`: one entry written
+/// `secretname:[ns/]name,userkey:…`, plus the unknown properties (warnings, as in Zalando). An
+/// unqualified secret name is in the namespace `default`, as Zalando's ConfigMap reader decodes
+/// it (the OperatorConfiguration form means the operator's namespace).
+fn infrastructure_roles(raw: &str) -> Result<(Value, Vec<String>), String> {
+    let fields = parse_map(raw)?;
+    let Some(secret) = fields.get("secretname").filter(|s| !s.trim().is_empty()) else {
+        return Err(
+            "expected secretname:<name> followed by userkey, passwordkey and rolekey pairs".into(),
+        );
+    };
+    let secret = secret.trim();
+    let mut entry = Map::new();
+    let qualified = if secret.contains('/') {
+        secret.to_string()
+    } else {
+        format!("default/{secret}")
+    };
+    entry.insert("secretname".into(), Value::String(qualified));
+    let mut unknown = Vec::new();
+    for (property, value) in &fields {
+        if property == "template" {
+            let template = parse_bool(value).map_err(|e| format!("template: {e}"))?;
+            entry.insert(property.clone(), Value::Bool(template));
+        } else if INFRASTRUCTURE_ROLE_KEYS.contains(&property.as_str()) {
+            entry.insert(property.clone(), Value::String(value.trim().to_string()));
+        } else if property != "secretname" {
+            unknown.push(property.clone());
+        }
+    }
+    Ok((Value::Array(vec![Value::Object(entry)]), unknown))
 }
 
 #[cfg(test)]
@@ -237,7 +284,7 @@ mod tests {
         );
         assert_eq!(
             c.kubernetes.infrastructure_roles_secrets[0].secretname,
-            "infra"
+            "default/infra"
         );
         assert_eq!(
             c.kubernetes.infrastructure_roles_secrets[0]
@@ -314,6 +361,27 @@ mod tests {
                 .contains("only be set in an OperatorConfiguration")
         );
         assert!(warnings[2].message.contains("not a known option"));
+    }
+
+    #[test]
+    fn infrastructure_roles_string_form() {
+        let (c, warnings) = load(&[(
+            "infrastructure_roles_secrets",
+            "secretname:ops/infra-new,userkey:user,passwordkey:password,defaultrolevalue:robot_zmon,template:false,colour:blue",
+        )])
+        .unwrap();
+        let entry = &c.kubernetes.infrastructure_roles_secrets[0];
+        assert_eq!(entry.secretname, "ops/infra-new");
+        assert_eq!(entry.defaultrolevalue.as_deref(), Some("robot_zmon"));
+        assert_eq!(entry.template, Some(false));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].message.contains("\"colour\""), "{warnings:?}");
+        let problems = load(&[(
+            "infrastructure_roles_secrets",
+            "secretname:x,template:maybe",
+        )])
+        .unwrap_err();
+        assert!(problems[0].to_string().contains("template"), "{problems:?}");
     }
 
     #[test]

@@ -3,9 +3,13 @@
 //! plan from wanted and actual to statements live beside it, and [`rotation`] decides when a
 //! user's Secret gets new credentials.
 
+pub mod deprecation;
+pub mod infrastructure;
 pub mod model;
 pub mod password;
 pub mod plan;
 pub mod quote;
 pub mod rotation;
+pub mod sources;
+pub mod teams;
 pub mod wanted;

@@ -3,10 +3,11 @@
 //! schema, extension and default-privilege parts of its sync, as data.
 //!
 //! Sources in Zalando's order: system users, (infrastructure roles), prepared-database roles,
-//! manifest users, (team users), then the additional owner roles. Infrastructure roles, team
-//! users (Teams API and PostgresTeam), the pooler and stream users and password rotation are not
-//! computed here yet: a caller adds such roles through [`RoleSet::add`] between [`roles`] and
-//! [`finish`], where the origin ranks decide conflicts exactly as for the sources here.
+//! manifest users, (team users), then the additional owner roles. The infrastructure roles and
+//! the team users come from objects and an API beyond the manifest: [`super::sources`] adds them
+//! through [`RoleSet::add`] between [`roles`] and [`finish`], where the origin ranks decide
+//! conflicts exactly as for the sources here. The pooler and stream users and password rotation
+//! are not computed yet.
 //!
 //! Nothing here refuses a manifest: what Zalando skips with a log line is skipped with a
 //! [`Warning`] (the admission webhook already refuses most of these up front).
@@ -90,12 +91,12 @@ pub fn roles(
     warnings: &mut Vec<Warning>,
 ) -> RoleSet {
     let mut set = RoleSet::default();
-    // Infrastructure roles would be added here (rank 2, before the prepared roles).
+    // Infrastructure roles (rank 2) are added by super::sources.
     for db in prepared_databases(pg) {
         prepared_roles(&mut set, &db, secrets);
     }
     manifest_users(config, pg, secrets, &mut set, warnings);
-    // Team users (Teams API, PostgresTeam) would be added here (rank 3).
+    // Team users (rank 3, Teams API and PostgresTeam) are added by super::sources.
     system_users(config, secrets, &mut set);
     set
 }
@@ -164,8 +165,8 @@ fn system_users(config: &Config, secrets: &Secrets, set: &mut RoleSet) {
     }
 }
 
-/// The names manifest (and team) roles may not take.
-fn reserved_name(config: &Config, name: &str) -> Option<&'static str> {
+/// The names manifest, infrastructure and team roles may not take, and why.
+pub fn reserved_name(config: &Config, name: &str) -> Option<&'static str> {
     if config
         .teams_api
         .protected_role_names

@@ -72,7 +72,21 @@ const OTHERS: &[Need] = &[
         "configmaps",
         &[],
         &["get", "list", "watch"],
-        "the configuration in ConfigMap form; Patroni's leader lock (read only)",
+        "the configuration in ConfigMap form; Patroni's leader lock and infrastructure role descriptions (read only)",
+    ),
+    (
+        "",
+        "secrets",
+        &[],
+        &["patch"],
+        "an infrastructure role's password copied into its cluster Secret when they differ",
+    ),
+    (
+        "acid.zalan.do",
+        "postgresteams",
+        &[],
+        &["list", "watch"],
+        "additional teams and members (enable_postgres_team_crd)",
     ),
     (
         "",

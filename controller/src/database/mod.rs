@@ -10,11 +10,13 @@
 pub mod catalog;
 pub mod connect;
 pub mod execute;
+pub mod infra_secrets;
 pub mod rotation;
 
 use crate::context::Context;
 use common::config::Config;
 use common::crd::Postgresql;
+use common::database::deprecation;
 use common::database::model::{Actual, Wanted};
 use connect::{ConnectError, Target};
 use execute::{ExecuteError, Report};
@@ -116,12 +118,23 @@ async fn read_json(
         })
 }
 
-/// Reads what the plan compares: the wanted roles and all databases from `postgres`, and the
-/// schemas, extensions and default privileges of each existing database that should have some.
-async fn read_actual(ctx: &Context, target: &Target, wanted: &Wanted) -> Result<Actual, SyncError> {
+/// Reads what the plan compares: the wanted roles (and `more` role names) and all databases
+/// from `postgres`, and the schemas, extensions and default privileges of each existing database
+/// that should have some.
+async fn read_actual(
+    ctx: &Context,
+    target: &Target,
+    wanted: &Wanted,
+    more: &[String],
+) -> Result<Actual, SyncError> {
     let mut actual = Actual::default();
     let connection = ctx.connector.connect(target, "postgres").await?;
-    let names: Vec<String> = wanted.roles.iter().map(|r| r.name.clone()).collect();
+    let names: Vec<String> = wanted
+        .roles
+        .iter()
+        .map(|r| r.name.clone())
+        .chain(more.iter().cloned())
+        .collect();
     let doc = read_json(
         &connection.client,
         "postgres",
@@ -179,17 +192,23 @@ pub async fn sync(
         user: superuser.clone(),
         password,
     };
-    let (mut wanted, warnings) = common::database::wanted::wanted(config, pg, &passwords);
-    for warning in warnings {
-        tracing::warn!(cluster = %pg.name_any(), "{warning}");
-    }
+    let roles = crate::roles::gather(ctx, config, pg).await;
+    let mut warnings = roles.warnings.clone();
+    let mut computed = common::database::sources::wanted(config, pg, roles.sources(&passwords));
     let now = chrono::Utc::now();
-    let rotation = rotation::rotate(ctx, config, pg, &wanted, now).await;
+    let rotation = rotation::rotate(ctx, config, pg, &computed.wanted, now).await;
     if rotation.update(&mut passwords) {
-        wanted = common::database::wanted::wanted(config, pg, &passwords).0;
+        computed = common::database::sources::wanted(config, pg, roles.sources(&passwords));
     }
+    warnings.extend(computed.warnings);
+    let mut wanted = computed.wanted;
+    let teams_complete = computed.teams_complete && roles.teams.complete;
     let pairs = common::database::rotation::add_rotation_roles(&mut wanted, &rotation.secrets);
-    let actual = read_actual(ctx, &target, &wanted).await?;
+    let key = pg.metadata.uid.clone().unwrap_or_else(|| pg.name_any());
+    let remembered = ctx.roles.remembered(&key);
+    let removed = deprecation::removed(config, &remembered, &wanted, teams_complete);
+    let lookups = deprecation::lookups(config, &wanted, &removed);
+    let mut actual = read_actual(ctx, &target, &wanted, &lookups).await?;
     common::database::rotation::copy_settings(&mut wanted, &actual, &pairs);
     let method = common::database::password::Method::from_setting(
         pg.spec
@@ -199,7 +218,11 @@ pub async fn sync(
             .and_then(|p| p.get("password_encryption"))
             .map(String::as_str),
     );
-    let plan = common::database::plan::plan(&wanted, &actual, method);
+    let mut plan = deprecation::plan(config, &wanted, &mut actual, &removed, &mut warnings);
+    plan.extend(common::database::plan::plan(&wanted, &actual, method));
+    for warning in warnings {
+        tracing::warn!(cluster = %pg.name_any(), "{warning}");
+    }
     ctx.metrics.database_statements(plan.len());
     let mut report = if plan.is_empty() {
         Report::default()
@@ -207,5 +230,8 @@ pub async fn sync(
         execute::run(&ctx.connector, &target, &plan).await?
     };
     report.applied += rotation::cleanup(ctx, config, pg, &target, &rotation, &wanted, now).await;
+    let keep_previous = !teams_complete || !report.failed.is_empty();
+    ctx.roles
+        .remember(&key, deprecation::team_roles(&wanted), keep_previous);
     Ok(Synced::Ran(report))
 }

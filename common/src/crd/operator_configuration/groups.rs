@@ -171,7 +171,8 @@ option_group! {
 /// One secret describing infrastructure roles.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct InfrastructureRole {
-    /// Secret holding the roles.
+    /// [namespace/]name of the Secret holding the roles (the operator's namespace when
+    /// unqualified); a ConfigMap of the same name may describe roles by name.
     #[serde(default)]
     pub secretname: String,
     /// Secret key of the user name.
@@ -189,10 +190,10 @@ pub struct InfrastructureRole {
     /// Role used when the secret has no role key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub defaultrolevalue: Option<String>,
-    /// Free-form description.
+    /// Secret key of a YAML role description (user_flags, inrole, db_parameters, admin_role).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<String>,
-    /// Whether the secret is a template for several roles.
+    /// The keys are prefixes of numbered roles: <userkey>1, <passwordkey>1, <rolekey>1, <userkey>2, ...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<bool>,
 }
