@@ -5,6 +5,8 @@
 //! Secret and its description shows no hash, no other statement carries a hash, and planning
 //! against the catalog that the plan would produce gives an empty plan.
 
+mod support;
+
 use common::config::{self, Config, Input};
 use common::crd::Postgresql;
 use common::database::model::{Actual, ActualRole, Flag, Password, Statement, Wanted};
@@ -16,6 +18,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use support::tables::Named;
+use support::{merge, parse_flag, read_yaml, render};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -149,31 +153,6 @@ fn repo_file(relative: &str) -> PathBuf {
         .join(relative)
 }
 
-fn read_yaml(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// RFC 7386 JSON merge patch: objects merge, `null` removes, anything else replaces.
-fn merge(target: &mut Value, patch: &Value) {
-    let Value::Object(patch) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(Default::default());
-    }
-    if let Value::Object(target) = target {
-        for (key, value) in patch {
-            if value.is_null() {
-                target.remove(key);
-            } else {
-                merge(target.entry(key.clone()).or_insert(Value::Null), value);
-            }
-        }
-    }
-}
-
 fn load_config(options: &BTreeMap<String, serde_yaml::Value>) -> Result<Config, String> {
     let mut data = BTreeMap::new();
     for (key, value) in options {
@@ -210,19 +189,6 @@ fn method_of(pg: &Postgresql) -> Method {
             .and_then(|p| p.get("password_encryption"))
             .map(String::as_str),
     )
-}
-
-fn parse_flag(word: &str) -> Result<Flag, String> {
-    Ok(match word.to_ascii_uppercase().as_str() {
-        "SUPERUSER" => Flag::Superuser,
-        "LOGIN" => Flag::Login,
-        "CREATEDB" => Flag::CreateDb,
-        "CREATEROLE" => Flag::CreateRole,
-        "INHERIT" => Flag::Inherit,
-        "REPLICATION" => Flag::Replication,
-        "BYPASSRLS" => Flag::BypassRls,
-        _ => return Err(format!("unknown flag {word:?} in actual")),
-    })
 }
 
 /// A setting as `pg_db_role_setting` keeps it: a `search_path` re-quoted the server's way (quotes
@@ -386,24 +352,6 @@ fn role_of(sql: &str) -> Option<String> {
     None
 }
 
-/// A statement as the tables write it: the SQL with its hash replaced by `<hash>`, prefixed by
-/// `(<database>) ` unless it runs on `postgres`, suffixed by ` (outside a transaction)`.
-fn render(statement: &Statement) -> String {
-    let mut sql = statement.sql.clone();
-    if statement.secret
-        && let Some(start) = sql.find(" PASSWORD '")
-    {
-        sql.replace_range(start + " PASSWORD ".len().., "<hash>");
-    }
-    if statement.database != "postgres" {
-        sql = format!("({}) {sql}", statement.database);
-    }
-    if !statement.transactional {
-        sql.push_str(" (outside a transaction)");
-    }
-    sql
-}
-
 /// The hash a secret statement carries.
 fn hash_in(sql: &str) -> Option<String> {
     let start = sql.find(" PASSWORD '")? + " PASSWORD '".len();
@@ -490,54 +438,12 @@ fn run(case: &Case) -> Result<(), String> {
 }
 
 fn load_all() -> Vec<(String, Case)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(cases_dir())
-        .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.sort();
-    let mut cases = Vec::new();
-    for path in files {
-        let name = path.file_name().map(|n| n.to_string_lossy().to_string());
-        let name = name.unwrap_or_default();
-        if name == "base.yaml" || name == "README.md" {
-            continue;
-        }
-        assert!(name.ends_with(".yaml"), "{name}: not a .yaml file of cases");
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let list: Vec<Case> = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(!list.is_empty(), "{name}: the file has no cases");
-        let mut seen = BTreeSet::new();
-        for case in list {
-            assert!(
-                seen.insert(case.name.clone()),
-                "{name}: two cases {:?}",
-                case.name
-            );
-            cases.push((name.clone(), case));
-        }
-    }
-    cases
+    support::tables::load(&cases_dir(), &["base.yaml"])
 }
 
 #[test]
 fn every_case_of_the_tables() {
-    let cases = load_all();
-    assert!(cases.len() >= 20, "only {} cases found", cases.len());
-    let failures: Vec<String> = cases
-        .iter()
-        .filter_map(|(file, case)| {
-            run(case)
-                .err()
-                .map(|e| format!("{file}: {}:\n{e}", case.name))
-        })
-        .collect();
-    println!("{} cases", cases.len());
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases failed:\n\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n\n")
-    );
+    support::tables::run_all(&load_all(), 20, run);
 }
 
 /// The complete manifest, with a Secret for every login role: an unchanged cluster, its catalog
@@ -570,5 +476,11 @@ fn an_unchanged_complete_cluster_needs_nothing() {
             .filter(|s| s.sql.starts_with("CREATE ROLE"))
             .count();
         assert_eq!(creates, wanted.roles.len());
+    }
+}
+
+impl Named for Case {
+    fn name(&self) -> &str {
+        &self.name
     }
 }

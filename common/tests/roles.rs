@@ -6,11 +6,13 @@
 //! deprecation, catalog lookups, plan — and compares wanted roles, statements and warnings. On
 //! top, for every case: the plan against the catalog it produces is empty.
 
+mod support;
+
 use common::config::{self, Config, Input};
 use common::crd::Postgresql;
 use common::crd::postgres_team::PostgresTeamSpec;
 use common::database::infrastructure::{self, Objects};
-use common::database::model::{Actual, ActualRole, Flag, Origin, Password, Statement, Wanted};
+use common::database::model::{Actual, ActualRole, Flag, Origin, Password, Wanted};
 use common::database::password::{self, Method};
 use common::database::plan::plan;
 use common::database::sources::{self, Sources};
@@ -21,6 +23,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use support::tables::Named;
+use support::{merge, parse_flag, read_yaml, render};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -120,31 +124,6 @@ fn here() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests")
 }
 
-fn read_yaml(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// RFC 7386 JSON merge patch.
-fn merge(target: &mut Value, patch: &Value) {
-    let Value::Object(patch) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(Default::default());
-    }
-    if let Value::Object(target) = target {
-        for (key, value) in patch {
-            if value.is_null() {
-                target.remove(key);
-            } else {
-                merge(target.entry(key.clone()).or_insert(Value::Null), value);
-            }
-        }
-    }
-}
-
 fn load_config(case: &Case) -> Result<Config, String> {
     let loaded = match &case.operator_configuration {
         Some(configuration) => {
@@ -192,19 +171,6 @@ fn objects(spec: &ObjectsSpec) -> Result<Objects, String> {
         objects.config_maps.insert(key(name)?, data.clone());
     }
     Ok(objects)
-}
-
-fn parse_flag(word: &str) -> Result<Flag, String> {
-    Ok(match word.to_ascii_uppercase().as_str() {
-        "SUPERUSER" => Flag::Superuser,
-        "LOGIN" => Flag::Login,
-        "CREATEDB" => Flag::CreateDb,
-        "CREATEROLE" => Flag::CreateRole,
-        "INHERIT" => Flag::Inherit,
-        "REPLICATION" => Flag::Replication,
-        "BYPASSRLS" => Flag::BypassRls,
-        _ => return Err(format!("unknown flag {word:?}")),
-    })
 }
 
 fn flag_words(flags: &BTreeSet<Flag>) -> Vec<String> {
@@ -330,22 +296,6 @@ fn mirror(wanted: &Wanted) -> Actual {
         actual.default_privileges.insert(key);
     }
     actual
-}
-
-fn render(statement: &Statement) -> String {
-    let mut sql = statement.sql.clone();
-    if statement.secret
-        && let Some(start) = sql.find(" PASSWORD '")
-    {
-        sql.replace_range(start + " PASSWORD ".len().., "<hash>");
-    }
-    if statement.database != "postgres" {
-        sql = format!("({}) {sql}", statement.database);
-    }
-    if !statement.transactional {
-        sql.push_str(" (outside a transaction)");
-    }
-    sql
 }
 
 fn origin_word(origin: Origin) -> &'static str {
@@ -527,55 +477,16 @@ fn run(case: &Case) -> Result<(), String> {
 }
 
 fn load_all() -> Vec<(String, Case)> {
-    let dir = here().join("roles");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.sort();
-    let mut cases = Vec::new();
-    for path in files {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        if name == "README.md" {
-            continue;
-        }
-        assert!(name.ends_with(".yaml"), "{name}: not a .yaml file of cases");
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let list: Vec<Case> = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(!list.is_empty(), "{name}: the file has no cases");
-        let mut seen = BTreeSet::new();
-        for case in list {
-            assert!(
-                seen.insert(case.name.clone()),
-                "{name}: two cases {:?}",
-                case.name
-            );
-            cases.push((name.clone(), case));
-        }
-    }
-    cases
+    support::tables::load(&here().join("roles"), &[])
 }
 
 #[test]
 fn every_case_of_the_role_tables() {
-    let cases = load_all();
-    assert!(cases.len() >= 40, "only {} cases found", cases.len());
-    let failures: Vec<String> = cases
-        .iter()
-        .filter_map(|(file, case)| {
-            run(case)
-                .err()
-                .map(|e| format!("{file}: {}:\n{e}", case.name))
-        })
-        .collect();
-    println!("{} cases", cases.len());
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases failed:\n\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n\n")
-    );
+    support::tables::run_all(&load_all(), 40, run);
+}
+
+impl Named for Case {
+    fn name(&self) -> &str {
+        &self.name
+    }
 }
