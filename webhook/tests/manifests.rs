@@ -27,14 +27,16 @@ fn kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
 #[test]
 fn webhook_configurations() {
     let docs = documents("webhook-configuration.yaml");
-    for (kind_name, operations) in [
-        ("MutatingWebhookConfiguration", vec!["CREATE", "UPDATE"]),
+    for (kind_name, index, operations) in [
+        ("MutatingWebhookConfiguration", 0, vec!["CREATE", "UPDATE"]),
         (
             "ValidatingWebhookConfiguration",
-            vec!["CREATE", "UPDATE", "DELETE"],
+            0,
+            vec!["CREATE", "UPDATE"],
         ),
+        ("ValidatingWebhookConfiguration", 1, vec!["DELETE"]),
     ] {
-        let hook = &kind(&docs, kind_name)["webhooks"][0];
+        let hook = &kind(&docs, kind_name)["webhooks"][index];
         assert_eq!(hook["admissionReviewVersions"], serde_json::json!(["v1"]));
         assert_eq!(hook["sideEffects"], "None");
         assert_eq!(hook["matchPolicy"], "Equivalent");
@@ -50,10 +52,11 @@ fn webhook_configurations() {
             serde_json::json!(["kube-system", "postgres-operator"])
         );
     }
-    assert_eq!(
-        kind(&docs, "ValidatingWebhookConfiguration")["webhooks"][0]["failurePolicy"],
-        "Fail"
-    );
+    // Creates and updates fail closed; deletes (delete protection) fail open, so a namespace
+    // deletion that takes the webhook down never hangs.
+    let validating = &kind(&docs, "ValidatingWebhookConfiguration")["webhooks"];
+    assert_eq!(validating[0]["failurePolicy"], "Fail");
+    assert_eq!(validating[1]["failurePolicy"], "Ignore");
 }
 
 #[test]
