@@ -261,7 +261,7 @@ pub async fn cleanup(
         let users: Vec<String> = rotation.cleanup.iter().cloned().collect();
         let param: &(dyn tokio_postgres::types::ToSql + Sync) = &users;
         let doc = read_json(
-            &connection.client,
+            connection.client(),
             "postgres",
             ROTATION_USERS_QUERY,
             &[(param, tokio_postgres::types::Type::TEXT_ARRAY)],
