@@ -53,7 +53,8 @@ pub static ACTED_ON: &[&str] = &[
     "spec.clone",
     "spec.standby",
     // Roles, databases, schemas, extensions and default privileges inside PostgreSQL
-    // (common::database, controller/src/database), and the login users' Secrets.
+    // (common::database, controller/src/database), and the login users' Secrets (in a prepared
+    // database's secretNamespace with enable_cross_namespace_secret, common::database::secrets).
     "spec.users",
     "spec.databases",
     "spec.preparedDatabases",

@@ -69,6 +69,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         stores: stores.clone(),
         observed: members.observed.clone(),
         connector: Default::default(),
+        database_failures: Default::default(),
         roles: crate::roles::RoleSources::new(namespace.clone(), Default::default()),
         events: Events::start(client.clone(), reporter, metrics.events_dropped.clone()),
         metrics,

@@ -23,6 +23,8 @@ pub struct Context {
     pub observed: crate::members::Observed,
     /// Dials the clusters' databases (a shared connection limit).
     pub connector: crate::database::connect::Connector,
+    /// The clusters whose database side keeps failing, for the back-off of their retries.
+    pub database_failures: crate::database::retry::Streaks,
     /// The role sources beyond the manifest: infrastructure roles, PostgresTeams, Teams API.
     pub roles: crate::roles::RoleSources,
     /// Event publisher.
@@ -45,6 +47,8 @@ impl runtime::http::Admin for Context {
     }
 
     fn metrics(&self) -> String {
+        let (held, peak) = self.connector.held();
+        self.metrics.database_connections(held, peak);
         self.metrics.render()
     }
 }

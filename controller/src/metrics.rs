@@ -61,6 +61,10 @@ pub struct Metrics {
     /// SQL statements planned for clusters (catalog reads excluded): 0 per sync of an
     /// unchanged cluster.
     pub database_statements: Counter,
+    /// Database connections held now (busy, being opened or idle), set when rendered.
+    pub database_connections: Gauge,
+    /// The most database connections held at once since the start, set when rendered.
+    pub database_connections_peak: Gauge,
 }
 
 impl Default for Metrics {
@@ -111,8 +115,22 @@ impl Default for Metrics {
             "SQL statements planned to change clusters' roles, databases and schemas",
             database_statements.clone(),
         );
+        let database_connections = Gauge::default();
+        registry.register(
+            "database_connections",
+            "Connections to clusters' databases held now, idle ones included",
+            database_connections.clone(),
+        );
+        let database_connections_peak = Gauge::default();
+        registry.register(
+            "database_connections_peak",
+            "The most connections to clusters' databases held at once since the start",
+            database_connections_peak.clone(),
+        );
         Self {
             database_statements,
+            database_connections,
+            database_connections_peak,
             registry,
             reconciles,
             failures,
@@ -150,6 +168,12 @@ impl Metrics {
     /// Counts the statements of a database plan.
     pub fn database_statements(&self, planned: usize) {
         self.database_statements.inc_by(planned as u64);
+    }
+
+    /// Records the database connections held now and at most (see [`Metrics::database_connections`]).
+    pub fn database_connections(&self, held: usize, peak: usize) {
+        self.database_connections.set(held as i64);
+        self.database_connections_peak.set(peak as i64);
     }
 
     /// The OpenMetrics exposition.

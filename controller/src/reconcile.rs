@@ -67,6 +67,8 @@ pub async fn reconcile(pg: Arc<Postgresql>, ctx: Arc<Context>) -> Result<Action,
         return Ok(Action::await_change());
     }
     if pg.metadata.deletion_timestamp.is_some() {
+        let key = pg.metadata.uid.clone().unwrap_or_else(|| pg.name_any());
+        ctx.database_failures.succeeded(&key);
         if pg
             .finalizers()
             .iter()
@@ -109,9 +111,9 @@ pub async fn reconcile(pg: Arc<Postgresql>, ctx: Arc<Context>) -> Result<Action,
         crate::database::infra_secrets::sync(&ctx, config, &pg, owner.as_ref()).await;
     }
     let ignored = common::fields::summary(&valid.ignored);
-    let database = match &outcome {
+    let (database, retry) = match &outcome {
         Ok(status::Pods::Running(leader)) => sync_database(&ctx, config, &pg, leader).await,
-        _ => status::Database::NotYet,
+        _ => (status::Database::NotYet, None),
     };
     let result = match &outcome {
         Ok(pods) => status::Result::Applied {
@@ -131,11 +133,12 @@ pub async fn reconcile(pg: Arc<Postgresql>, ctx: Arc<Context>) -> Result<Action,
     ctx.metrics
         .observe(started.elapsed(), outcome.as_ref().err().map(Error::reason));
     match outcome {
-        // A database that failed is tried again soon, not at the next resync.
-        Ok(_) if matches!(database, status::Database::Failed(_)) => Ok(Action::requeue(
-            config.repair_period().min(Duration::from_secs(30)),
-        )),
-        Ok(_) => Ok(Action::requeue(config.resync_period())),
+        // A database that failed is tried again with a back-off, not only at the next resync.
+        Ok(_) => {
+            Ok(Action::requeue(retry.map_or(config.resync_period(), |r| {
+                r.min(config.resync_period())
+            })))
+        }
         Err(error) => {
             warn(&ctx, &pg, "SyncFailed", error.to_string());
             Err(error)
@@ -144,15 +147,21 @@ pub async fn reconcile(pg: Arc<Postgresql>, ctx: Arc<Context>) -> Result<Action,
 }
 
 /// Syncs the roles and databases inside the cluster and tells how it went: a failure is a
-/// Warning Event (and the Ready condition), never an error that stops the reconcile.
+/// Warning Event (once per distinct failure, [`crate::database::retry`]) and the Ready
+/// condition, never an error that stops the reconcile; it comes with the wait before the retry.
 async fn sync_database(
     ctx: &Context,
     config: &common::config::Config,
     pg: &Postgresql,
     leader: &str,
-) -> status::Database {
-    match crate::database::sync(ctx, config, pg, leader).await {
-        Ok(crate::database::Synced::Skipped(why)) => status::Database::Skipped(why.into()),
+) -> (status::Database, Option<Duration>) {
+    let key = pg.metadata.uid.clone().unwrap_or_else(|| pg.name_any());
+    // The note, and what identifies the failure across retries (no counts that vary).
+    let (note, what) = match crate::database::sync(ctx, config, pg, leader).await {
+        Ok(crate::database::Synced::Skipped(why)) => {
+            ctx.database_failures.succeeded(&key);
+            return (status::Database::Skipped(why.into()), None);
+        }
         Ok(crate::database::Synced::Ran(report)) => {
             if report.applied > 0 {
                 let event = Event {
@@ -168,29 +177,41 @@ async fn sync_database(
                 ctx.events.publish(pg.object_ref(&()), event);
             }
             if report.failed.is_empty() {
-                status::Database::Synced
-            } else {
-                let failures: Vec<String> = report
-                    .failed
-                    .iter()
-                    .map(|f| format!("{} (database {}): {}", f.what, f.database, f.error))
-                    .collect();
-                let note = format!(
-                    "{} of {} statement(s) failed: {}",
-                    report.failed.len(),
-                    report.failed.len() + report.applied,
-                    failures.join("; ")
-                );
-                warn(ctx, pg, "DatabaseSyncFailed", note.clone());
-                status::Database::Failed(note)
+                ctx.database_failures.succeeded(&key);
+                return (status::Database::Synced, None);
             }
+            let failures: Vec<String> = report
+                .failed
+                .iter()
+                .map(|f| format!("{} (database {}): {}", f.what, f.database, f.error))
+                .collect();
+            let what = failures.join("; ");
+            let note = format!(
+                "{} of {} statement(s) failed: {what}",
+                report.failed.len(),
+                report.failed.len() + report.applied,
+            );
+            (note, what)
         }
         Err(error) => {
-            let note = format!("the database side could not be synced: {error}");
-            warn(ctx, pg, "DatabaseSyncFailed", note.clone());
-            status::Database::Failed(note)
+            let what = error.to_string();
+            (
+                format!("the database side could not be synced: {what}"),
+                what,
+            )
         }
+    };
+    let verdict = ctx
+        .database_failures
+        .failed(&key, pg.metadata.generation, &what);
+    let wait = crate::database::retry::backoff(verdict.failures, config.repair_period());
+    if verdict.warn {
+        warn(ctx, pg, "DatabaseSyncFailed", note.clone());
+    } else {
+        tracing::debug!(cluster = %pg.name_any(), failures = verdict.failures, "{note}");
     }
+    tracing::info!(cluster = %pg.name_any(), failures = verdict.failures, retry_in = ?wait, "database sync failed");
+    (status::Database::Failed(note), Some(wait))
 }
 
 fn digest_of(s: &str) -> u64 {

@@ -4,7 +4,9 @@
 //! privileges that let the reader role read and the writer role write what the owner creates;
 //! a password edited in a Secret works at the next login; a user removed from the manifest stays;
 //! a restarted controller writes nothing (the catalog rows keep their xmin); a statement that
-//! fails (an extension that does not exist) is reported and does not stop the others.
+//! fails (an extension that does not exist) is reported and does not stop the others; with
+//! `enable_cross_namespace_secret`, a prepared database's `secretNamespace` holds its default
+//! users' Secrets.
 
 use anyhow::{Context, Result, bail};
 use e2e::command::{kubectl, kubectl_with_stdin};
@@ -14,7 +16,8 @@ use std::time::Duration;
 
 const CLUSTER: &str = "acid-inside";
 
-fn manifest(extra_users: &str, extra_extensions: &str) -> String {
+/// The cluster; `extra_prepared` is appended to `preparedDatabases` (indented by 4).
+fn manifest(extra_users: &str, extra_extensions: &str, extra_prepared: &str) -> String {
     format!(
         "apiVersion: acid.zalan.do/v1
 kind: postgresql
@@ -42,7 +45,7 @@ spec:
         data: {{}}
         history:
           defaultRoles: false
-"
+{extra_prepared}"
     )
 }
 
@@ -109,7 +112,30 @@ async fn catalog_versions(ip: &str, pw: &str) -> Result<String> {
 async fn the_manifests_users_and_databases_exist_inside_postgresql() -> Result<()> {
     let (ns, controller) = setup("inside").await?;
     let n = ns.name.as_str();
-    apply(&manifest("", ""), n).await?;
+    // A second namespace for the Secrets of a prepared database's default users; the controller
+    // restarts so that it starts with cross-namespace Secrets on.
+    let apps =
+        e2e::namespace::TestNamespace::new(&e2e::cluster::cluster().await?, "inside-apps").await?;
+    drop(controller);
+    let patch = r#"{"data": {"enable_cross_namespace_secret": "true"}}"#;
+    kubectl([
+        "patch",
+        "configmap",
+        "postgres-operator",
+        "-n",
+        n,
+        "--type=merge",
+        "-p",
+        patch,
+    ])
+    .await?
+    .ok()?;
+    let controller = start_controller(n)?;
+    let baz = format!(
+        "    baz:\n      defaultUsers: true\n      secretNamespace: {}\n",
+        apps.name
+    );
+    apply(&manifest("", "", &baz), n).await?;
     let (_, ip, pw) = writable_master(n, CLUSTER).await?;
 
     // Users log in with their Secrets' passwords, with the flags asked.
@@ -123,6 +149,41 @@ async fn the_manifests_users_and_databases_exist_inside_postgresql() -> Result<(
     ] {
         logs_in(&ip, n, user).await?;
     }
+    // baz's default users: their Secrets in the other namespace, under their usual names, and
+    // their roles without a namespace in the name.
+    for user in ["baz_owner_user", "baz_reader_user", "baz_writer_user"] {
+        let username = eventually(&format!("{user}'s Secret in {}", apps.name), || async {
+            let template = "go-template={{.data.username | base64decode}}";
+            let name = secret_name(user);
+            Ok(
+                kubectl(["get", "secret", &name, "-n", &apps.name, "-o", template])
+                    .await?
+                    .ok()?
+                    .stdout,
+            )
+        })
+        .await?;
+        assert_eq!(username, user);
+        let here = kubectl(["get", "secret", &secret_name(user), "-n", n]).await?;
+        assert!(
+            here.ok().is_err(),
+            "{user}'s Secret is not in the cluster's namespace"
+        );
+    }
+    let baz_roles = eventually("baz's default users", || async {
+        let roles = sql(
+            &ip,
+            &pw,
+            "select string_agg(rolname, ',' order by rolname) from pg_roles where rolname like 'baz%user'",
+        )
+        .await?;
+        if roles.split(',').count() < 3 {
+            bail!("roles: {roles}");
+        }
+        Ok(roles)
+    })
+    .await?;
+    assert_eq!(baz_roles, "baz_owner_user,baz_reader_user,baz_writer_user");
     let flags = sql(
         &ip,
         &pw,
@@ -239,8 +300,12 @@ async fn the_manifests_users_and_databases_exist_inside_postgresql() -> Result<(
 
     // A removed user stays; a failing statement is reported and the others are applied.
     apply(
-        &manifest("    late_user: []\n", "        no_such_extension: public\n")
-            .replace("    flow_user: [LOGIN, NOCREATEDB]\n", ""),
+        &manifest(
+            "    late_user: []\n",
+            "        no_such_extension: public\n",
+            &baz,
+        )
+        .replace("    flow_user: [LOGIN, NOCREATEDB]\n", ""),
         n,
     )
     .await?;

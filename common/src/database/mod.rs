@@ -10,6 +10,7 @@ pub mod password;
 pub mod plan;
 pub mod quote;
 pub mod rotation;
+pub mod secrets;
 pub mod sources;
 pub mod teams;
 pub mod wanted;

@@ -397,6 +397,31 @@ fn prepared_roles(set: &mut RoleSet, db: &Prepared, secrets: &Secrets) {
     }
 }
 
+/// The login users the prepared databases ask for (`defaultUsers` of a database, and of a
+/// schema with its default roles), each with its database's `secretNamespace` ("" when unset):
+/// the users whose Secrets that field places, as Zalando's `initDefaultRoles` does.
+pub fn prepared_login_users(pg: &Postgresql) -> Vec<(String, String)> {
+    let mut users = Vec::new();
+    for db in prepared_databases(pg) {
+        let namespace = db.spec.secret_namespace.clone().unwrap_or_default();
+        let mut prefixes = Vec::new();
+        if db.default_users() {
+            prefixes.push(db.name.clone());
+        }
+        for (s, schema) in &db.schemas {
+            if schema_roles(schema) && schema.default_users.unwrap_or(false) {
+                prefixes.push(format!("{}_{s}", db.name));
+            }
+        }
+        for prefix in prefixes {
+            for kind in ["_owner", "_reader", "_writer"] {
+                users.push((format!("{prefix}{kind}_user"), namespace.clone()));
+            }
+        }
+    }
+    users
+}
+
 /// `spec.databases` and the prepared databases with their schemas, extensions and default
 /// privileges. A database needs a valid name and an owner among the wanted non-system roles.
 fn databases(pg: &Postgresql, set: &RoleSet, wanted: &mut Wanted, warnings: &mut Vec<Warning>) {

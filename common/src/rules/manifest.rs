@@ -22,7 +22,7 @@ pub fn check_manifest(config: &Config, pg: &Postgresql) -> Verdict {
     cluster_name(config, pg, &mut v);
     users(config, pg, &mut v);
     rotation_lists(config, pg, &mut v);
-    databases(pg, &mut v);
+    databases(config, pg, &mut v);
     maintenance_windows(pg, &mut v);
     clone_and_standby(pg, &mut v);
     patroni_timing(pg, &mut v);
@@ -162,7 +162,7 @@ fn rotation_lists(config: &Config, pg: &Postgresql, v: &mut Verdict) {
     }
 }
 
-fn databases(pg: &Postgresql, v: &mut Verdict) {
+fn databases(config: &Config, pg: &Postgresql, v: &mut Verdict) {
     let declared = pg.spec.users.as_ref();
     for (db, owner) in pg.spec.databases.iter().flatten() {
         let field = format!("spec.databases.{db}");
@@ -189,16 +189,12 @@ fn databases(pg: &Postgresql, v: &mut Verdict) {
                 v.deny("schema-name", &field, format!("{schema:?} is not a valid schema name: use letters, digits and '_', not starting with a digit"));
             }
         }
-        // Accepted as Zalando accepts it, but not acted on: said, never silently dropped.
-        if prepared
-            .secret_namespace
-            .as_deref()
-            .is_some_and(|s| !s.is_empty())
-        {
-            v.warn(format!(
-                "{field}.secretNamespace is not implemented yet and will be ignored: the default users' Secrets are created in the cluster's namespace"
-            ));
-        }
+    }
+    // Accepted as Zalando accepts it, which ignores it with only a log line.
+    for field in crate::database::secrets::ignored_secret_namespaces(config, pg) {
+        v.warn(format!(
+            "{field} is ignored because enable_cross_namespace_secret is off: the default users' Secrets are created in the cluster's namespace"
+        ));
     }
 }
 

@@ -4,22 +4,21 @@
 //! master Service's DNS name, which Zalando uses, needs cluster DNS, and the pod IP is what the
 //! Service forwards to anyway. TLS is used when the server offers it (`sslmode=prefer`), without
 //! verifying the certificate — Spilo's is self-signed, as Zalando's `sslmode=require` accepts.
-//! Connections are few and short: one per sync of a cluster and database, at most
-//! [`MAX_CONNECTIONS`] at once for the whole operator, so a slow or unreachable database never
-//! holds the workers of the other clusters.
+//! Connections are few and short: at most [`pool::PER_CLUSTER`] per cluster and [`pool::TOTAL`]
+//! for the whole operator at once, so a slow or unreachable database never holds the workers of
+//! the other clusters; one that is done is kept a minute for the rest of the sync ([`pool`]).
 
-use std::sync::Arc;
-use std::time::Duration;
+use super::pool::{self, Grant, Key, Slots};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rustls::DigitallySignedStruct;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Notify;
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-/// Connections the operator holds at once, over all clusters.
-pub const MAX_CONNECTIONS: usize = 16;
 /// How long a connection attempt may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -40,6 +39,8 @@ pub enum ConnectError {
 /// Where and as whom to connect.
 #[derive(Clone)]
 pub struct Target {
+    /// The cluster's uid, the unit of the per-cluster limit.
+    pub cluster: String,
     pub host: String,
     pub port: u16,
     pub user: String,
@@ -49,6 +50,7 @@ pub struct Target {
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Target")
+            .field("cluster", &self.cluster)
             .field("host", &self.host)
             .field("port", &self.port)
             .field("user", &self.user)
@@ -56,10 +58,65 @@ impl std::fmt::Debug for Target {
     }
 }
 
-/// A connection and the permit it holds; both go when it is dropped.
+/// A connection and its slot: when dropped it goes back to the pool, idle, unless it was
+/// [discarded](Connection::discard) or broke.
 pub struct Connection {
-    pub client: tokio_postgres::Client,
-    _permit: OwnedSemaphorePermit,
+    client: Option<tokio_postgres::Client>,
+    key: Key,
+    reusable: bool,
+    shared: Arc<Shared>,
+}
+
+impl Connection {
+    pub fn client(&self) -> &tokio_postgres::Client {
+        self.client.as_ref().expect("only taken on drop")
+    }
+
+    /// Closes the connection when dropped instead of keeping it for reuse: after a failed
+    /// statement its session may be inside an aborted transaction.
+    pub fn discard(&mut self) {
+        self.reusable = false;
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let back = self
+            .client
+            .take()
+            .filter(|c| self.reusable && !c.is_closed());
+        let kept = back.is_some();
+        self.shared.give_back(&self.key, back);
+        if kept && let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            // Closes it once it has been idle too long, even if nobody asks for a slot.
+            let shared = self.shared.clone();
+            runtime.spawn(async move {
+                tokio::time::sleep(pool::IDLE + Duration::from_millis(100)).await;
+                let expired = shared.lock().expire(Instant::now());
+                if !expired.is_empty() {
+                    drop(expired);
+                    shared.notify.notify_waiters();
+                }
+            });
+        }
+    }
+}
+
+/// The slots and the waiters for one.
+struct Shared {
+    slots: Mutex<Slots<tokio_postgres::Client>>,
+    notify: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots<tokio_postgres::Client>> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn give_back(&self, key: &Key, back: Option<tokio_postgres::Client>) {
+        self.lock().give_back(key, back, Instant::now());
+        self.notify.notify_waiters();
+    }
 }
 
 /// Accepts any server certificate: the connection is encrypted, not authenticated by TLS
@@ -112,11 +169,11 @@ impl ServerCertVerifier for AnyCertificate {
     }
 }
 
-/// Dials clusters with a shared limit.
+/// Dials clusters within the limits of one pool.
 #[derive(Clone)]
 pub struct Connector {
     tls: MakeRustlsConnect,
-    permits: Arc<Semaphore>,
+    shared: Arc<Shared>,
 }
 
 impl Default for Connector {
@@ -132,24 +189,66 @@ impl Default for Connector {
             .expect("ring supports the default protocol versions");
         Connector {
             tls: MakeRustlsConnect::new(config),
-            permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            shared: Arc::new(Shared {
+                slots: Mutex::new(Slots::new(pool::Limits::default())),
+                notify: Notify::new(),
+            }),
         }
     }
 }
 
 impl Connector {
-    /// Connects to `database` on `target`, waiting for a free permit first.
+    /// Connections held now (busy, being opened or idle) and the most held at once so far.
+    pub fn held(&self) -> (usize, usize) {
+        let slots = self.shared.lock();
+        (slots.held(), slots.peak())
+    }
+
+    /// Waits for a slot of `key`: an idle connection to reuse, or room to open one.
+    async fn slot(&self, key: &Key) -> Option<tokio_postgres::Client> {
+        loop {
+            let notified = self.shared.notify.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so a slot given back meanwhile still wakes us.
+            notified.as_mut().enable();
+            let (grant, closed) = self.shared.lock().take(key, Instant::now());
+            drop(closed);
+            match grant {
+                Grant::Reuse(client) if client.is_closed() => {
+                    self.shared.give_back(key, None);
+                }
+                Grant::Reuse(client) => return Some(client),
+                Grant::Open => return None,
+                Grant::Wait => notified.await,
+            }
+        }
+    }
+
+    /// Connects to `database` on `target`, reusing an idle connection or waiting for a free
+    /// slot first.
     pub async fn connect(
         &self,
         target: &Target,
         database: &str,
     ) -> Result<Connection, ConnectError> {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
+        let key = Key {
+            cluster: target.cluster.clone(),
+            host: target.host.clone(),
+            port: target.port,
+            database: database.to_string(),
+            user: target.user.clone(),
+        };
+        let mut connection = Connection {
+            client: self.slot(&key).await,
+            key,
+            reusable: true,
+            shared: self.shared.clone(),
+        };
+        if connection.client.is_some() {
+            return Ok(connection);
+        }
+        // From here on a failure drops `connection`, which gives the slot back.
+        connection.reusable = false;
         let mut config = tokio_postgres::Config::new();
         config
             .host(&target.host)
@@ -161,7 +260,7 @@ impl Connector {
             .ssl_mode(SslMode::Prefer)
             .connect_timeout(CONNECT_TIMEOUT);
         let connecting = config.connect(self.tls.clone());
-        let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        let (client, io) = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
             .await
             .map_err(|_| ConnectError::Timeout {
                 host: target.host.clone(),
@@ -173,13 +272,12 @@ impl Connector {
             })?;
         let host = target.host.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            if let Err(error) = io.await {
                 tracing::debug!(%host, %error, "database connection ended");
             }
         });
-        Ok(Connection {
-            client,
-            _permit: permit,
-        })
+        connection.client = Some(client);
+        connection.reusable = true;
+        Ok(connection)
     }
 }

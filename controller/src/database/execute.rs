@@ -84,7 +84,7 @@ pub async fn run(
             if here.is_empty() {
                 continue;
             }
-            let connection = match connector.connect(target, &database).await {
+            let mut connection = match connector.connect(target, &database).await {
                 Ok(c) => c,
                 // The database may be created by a statement that failed this round.
                 Err(error) if database != "postgres" => {
@@ -95,7 +95,7 @@ pub async fn run(
                 Err(error) => return Err(error.into()),
             };
             connection
-                .client
+                .client()
                 .batch_execute(SESSION)
                 .await
                 .map_err(|source| ExecuteError::Session {
@@ -103,12 +103,16 @@ pub async fn run(
                     source,
                 })?;
             for statement in here {
-                match connection.client.batch_execute(&statement.sql).await {
+                match connection.client().batch_execute(&statement.sql).await {
                     Ok(()) => {
                         report.applied += 1;
                         tracing::info!(database = %statement.database, "{}", statement.what);
                     }
-                    Err(error) => failed.push((statement, message(&error))),
+                    Err(error) => {
+                        // A statement of several may have left its transaction aborted.
+                        connection.discard();
+                        failed.push((statement, message(&error)));
+                    }
                 }
             }
         }

@@ -11,6 +11,8 @@ pub mod catalog;
 pub mod connect;
 pub mod execute;
 pub mod infra_secrets;
+pub mod pool;
+pub mod retry;
 pub mod rotation;
 
 use crate::context::Context;
@@ -136,7 +138,7 @@ async fn read_actual(
         .chain(more.iter().cloned())
         .collect();
     let doc = read_json(
-        &connection.client,
+        connection.client(),
         "postgres",
         catalog::CLUSTER_QUERY,
         &[(&names, tokio_postgres::types::Type::TEXT_ARRAY)],
@@ -157,7 +159,7 @@ async fn read_actual(
         .collect();
     for database in inside {
         let connection = ctx.connector.connect(target, database).await?;
-        let doc = read_json(&connection.client, database, catalog::DATABASE_QUERY, &[]).await?;
+        let doc = read_json(connection.client(), database, catalog::DATABASE_QUERY, &[]).await?;
         catalog::parse_database(database, &doc, &mut actual).map_err(|e| SyncError::Catalog {
             database: database.clone(),
             message: e.to_string(),
@@ -187,6 +189,7 @@ pub async fn sync(
         ))
     })?;
     let target = Target {
+        cluster: pg.metadata.uid.clone().unwrap_or_else(|| pg.name_any()),
         host: leader_ip(ctx, &namespace, leader)?,
         port: 5432,
         user: superuser.clone(),

@@ -19,7 +19,8 @@ use common::database::model::Wanted;
 use common::database::rotation::{
     self as rules, Credentials, Decision, Eligibility, Kind, NEXT_ROTATION, Policy, Step,
 };
-use common::naming::{secret_name, secret_namespace};
+use common::database::secrets::secret_namespace;
+use common::naming::secret_name;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -71,11 +72,13 @@ pub fn credentials(secret: &Secret) -> Option<Credentials> {
 
 /// Where a user's Secret lives.
 fn secret_ref(config: &Config, pg: &Postgresql, user: &str) -> (String, String) {
-    let namespace = pg.namespace().unwrap_or_default();
-    let k8s = &config.kubernetes;
     (
-        secret_name(&k8s.secret_name_template, user, pg.cluster_name()),
-        secret_namespace(user, &namespace, k8s.enable_cross_namespace_secret).to_string(),
+        secret_name(
+            &config.kubernetes.secret_name_template,
+            user,
+            pg.cluster_name(),
+        ),
+        secret_namespace(config, pg, user),
     )
 }
 
@@ -261,7 +264,7 @@ pub async fn cleanup(
         let users: Vec<String> = rotation.cleanup.iter().cloned().collect();
         let param: &(dyn tokio_postgres::types::ToSql + Sync) = &users;
         let doc = read_json(
-            &connection.client,
+            connection.client(),
             "postgres",
             ROTATION_USERS_QUERY,
             &[(param, tokio_postgres::types::Type::TEXT_ARRAY)],

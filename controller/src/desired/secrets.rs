@@ -10,8 +10,9 @@
 use super::non_empty;
 use common::config::Config;
 use common::crd::Postgresql;
+use common::database::secrets::secret_namespace;
 use common::labels::{inherited_annotations, object_labels};
-use common::naming::{secret_name, secret_namespace};
+use common::naming::secret_name;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -62,8 +63,9 @@ pub fn secret_users(config: &Config, pg: &Postgresql) -> Vec<String> {
     names
 }
 
-/// The Secret of one user with a fresh password. Owner references only go on Secrets in the
-/// cluster's namespace (a cross-namespace owner reference is invalid).
+/// The Secret of one user with a fresh password, in the namespace
+/// [`common::database::secrets::secret_namespace`] names. Owner references only go on Secrets in
+/// the cluster's namespace (a cross-namespace owner reference is invalid).
 pub fn user_secret(
     config: &Config,
     pg: &Postgresql,
@@ -71,11 +73,7 @@ pub fn user_secret(
     owner: Option<&OwnerReference>,
 ) -> Secret {
     let cluster_namespace = super::namespace(pg);
-    let namespace = secret_namespace(
-        user,
-        cluster_namespace,
-        config.kubernetes.enable_cross_namespace_secret,
-    );
+    let namespace = secret_namespace(config, pg, user);
     Secret {
         metadata: ObjectMeta {
             name: Some(secret_name(
@@ -83,7 +81,7 @@ pub fn user_secret(
                 user,
                 pg.cluster_name(),
             )),
-            namespace: Some(namespace.to_string()),
+            namespace: Some(namespace.clone()),
             labels: Some(object_labels(config, pg)),
             annotations: non_empty(inherited_annotations(config, pg)),
             owner_references: owner
@@ -193,5 +191,59 @@ spec:
         assert!(cross.metadata.owner_references.is_none());
         assert_eq!(secrets[3].metadata.namespace.as_deref(), Some("prod"));
         assert_eq!(secrets[3].metadata.owner_references, Some(vec![reference]));
+    }
+
+    #[test]
+    fn a_prepared_databases_secret_namespace_holds_its_default_users_secrets() {
+        let yaml = r#"
+apiVersion: acid.zalan.do/v1
+kind: postgresql
+metadata: {name: acid-shop, namespace: prod}
+spec:
+  teamId: acid
+  numberOfInstances: 1
+  postgresql: {version: "17"}
+  volume: {size: 1Gi}
+  users: {app: []}
+  preparedDatabases:
+    shop: {defaultUsers: true, secretNamespace: apps}
+"#;
+        let pg = pg(yaml);
+        let reference = owner(&pg);
+        let placed = |config: &Config| -> Vec<(String, String, bool)> {
+            secrets(config, &pg, Some(&reference))
+                .iter()
+                .map(|s| {
+                    (
+                        s.metadata.name.clone().unwrap(),
+                        s.metadata.namespace.clone().unwrap(),
+                        s.metadata.owner_references.is_some(),
+                    )
+                })
+                .collect()
+        };
+        let mut config = config();
+        let secret = |user: &str| format!("{user}.acid-shop.credentials.postgresql.acid.zalan.do");
+        assert!(
+            placed(&config)
+                .iter()
+                .all(|(_, ns, owned)| ns == "prod" && *owned),
+            "ignored without enable_cross_namespace_secret"
+        );
+        config.kubernetes.enable_cross_namespace_secret = true;
+        let on = placed(&config);
+        for user in ["shop-owner-user", "shop-reader-user", "shop-writer-user"] {
+            assert!(
+                on.contains(&(secret(user), "apps".into(), false)),
+                "{user} in apps, with its plain name, without owner reference: {on:?}"
+            );
+        }
+        assert!(on.contains(&(secret("app"), "prod".into(), true)));
+        assert!(on.contains(&(secret("postgres"), "prod".into(), true)));
+        let owner_user = secrets(&config, &pg, None)
+            .into_iter()
+            .find(|s| s.metadata.namespace.as_deref() == Some("apps"))
+            .unwrap();
+        assert_eq!(data(&owner_user, "username"), "shop_owner_user");
     }
 }

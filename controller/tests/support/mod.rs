@@ -407,6 +407,7 @@ pub fn context(client: Client, mut config: Config, cached: Vec<Cached>) -> Arc<C
         stores,
         observed,
         connector: Default::default(),
+        database_failures: Default::default(),
         roles: Default::default(),
         events: Events::start(client, reporter, metrics.events_dropped.clone()),
         metrics,
