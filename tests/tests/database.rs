@@ -184,6 +184,11 @@ async fn the_manifests_users_and_databases_exist_inside_postgresql() -> Result<(
     })
     .await?;
     assert_eq!(baz_roles, "baz_owner_user,baz_reader_user,baz_writer_user");
+    // …and they log in with the passwords of those Secrets: the controller's Secret cache spans
+    // the cluster when cross-namespace Secrets are on, so it reads them back from there.
+    for user in ["baz_owner_user", "baz_reader_user", "baz_writer_user"] {
+        logs_in(&ip, &apps.name, user).await?;
+    }
     let flags = sql(
         &ip,
         &pw,

@@ -148,7 +148,7 @@ macro_rules! children {
                 $(
                     let kind = row(stringify!($field));
                     let (store, changes) = reflect::<$kind>(
-                        api(client, namespace),
+                        api(client, cache_namespace(kind, namespace, config)),
                         watcher_config(kind.select.unwrap_or(Select::ClusterLabels), config),
                     );
                     let $field = store;
@@ -305,6 +305,22 @@ pub struct Started {
 }
 
 /// The row of `field`; the table is static, so a missing row is a bug in the macro.
+/// The namespace a kind's cache covers: the watched one, except Secrets with
+/// `enable_cross_namespace_secret`, which the operator writes into any namespace (`namespace.user`
+/// users, a prepared database's `secretNamespace`) and must read back from there — their cache
+/// then spans the cluster, still narrowed to the clusters' labels.
+fn cache_namespace<'a>(
+    kind: ChildKind,
+    watched: Option<&'a str>,
+    config: &Config,
+) -> Option<&'a str> {
+    if kind.field == "secrets" && config.kubernetes.enable_cross_namespace_secret {
+        None
+    } else {
+        watched
+    }
+}
+
 fn row(field: &str) -> ChildKind {
     *KINDS
         .iter()
@@ -349,6 +365,28 @@ pub fn pod_role_binding_name(config: &Config) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_the_secret_cache_spans_the_cluster_and_only_with_cross_namespace_secrets() {
+        let mut config = Config::default();
+        for kind in KINDS {
+            assert_eq!(cache_namespace(*kind, Some("ns"), &config), Some("ns"));
+        }
+        config.kubernetes.enable_cross_namespace_secret = true;
+        for kind in KINDS {
+            let expected = if kind.field == "secrets" {
+                None
+            } else {
+                Some("ns")
+            };
+            assert_eq!(
+                cache_namespace(*kind, Some("ns"), &config),
+                expected,
+                "{}",
+                kind.field
+            );
+        }
+    }
+
     use super::*;
 
     #[test]
