@@ -9,7 +9,7 @@
 //! Zalando's chart also has) so the test never meets the demo's or other tests' objects.
 
 use anyhow::{Context, Result, bail, ensure};
-use e2e::command::{helm, kubectl};
+use e2e::command::helm;
 use e2e::eventually::eventually_with;
 use e2e::patroni::{json, runner_is_up};
 use e2e::{cluster::cluster, namespace::TestNamespace, paths};
