@@ -13,7 +13,7 @@ CARGO ?= cargo
 .PHONY: all build target-dir tools world up down demo test unit e2e crds crds-check chart chart-check chart-lint \
 	fmt lint fmt-check \
 	clippy shellcheck check-pure bench bench-capacity clean-local bench-webhook bench-controller \
-	bench-world images
+	bench-world bench-database images
 
 all: build
 
@@ -131,3 +131,11 @@ bench-world: tools target-dir
 	scripts/up.sh
 	$(CARGO) build --release -p controller -p bench --bins
 	$(CARGO_TARGET_DIR)/release/bench-world $(BENCH_WORLD_ARGS)
+
+## The complete manifest's roles and databases on N real clusters (BENCHMARKS.md): apply -> every
+## role logs in, statements and writes per no-op sync, peak connections the controller holds.
+## Needs root (the pod runner) and `make world`; options: BENCH_DATABASE_ARGS="--clusters 5".
+bench-database: tools target-dir
+	scripts/up.sh
+	$(CARGO) build --release -p controller -p bench --bins
+	$(CARGO_TARGET_DIR)/release/bench-database $(BENCH_DATABASE_ARGS)

@@ -55,6 +55,9 @@ pub struct PodInfo {
 pub struct Scenario {
     pub ns: String,
     pub client: Client,
+    /// The controller's admin port (`/metrics`; read by bench-database, which includes this file).
+    #[allow(dead_code)]
+    pub admin: u16,
     controller: Child,
 }
 
@@ -68,7 +71,14 @@ impl Drop for Scenario {
 impl Scenario {
     /// `bench-world-<name>`, emptied first if a previous run left it, with its controller.
     pub async fn start(client: &Client, name: &str) -> Result<Scenario> {
-        let ns = format!("bench-world-{name}");
+        let periods = json!({"resync_period": "30s", "repair_period": "30s"});
+        Scenario::start_in(client, &format!("bench-world-{name}"), periods).await
+    }
+
+    /// Namespace `ns`, emptied first if a previous run left it, with its controller, whose
+    /// ConfigMap holds `settings` (an object of strings) besides `enable_crd_registration`.
+    pub async fn start_in(client: &Client, ns: &str, settings: Value) -> Result<Scenario> {
+        let ns = ns.to_string();
         remove_namespace(client, &ns).await?;
         let namespaces: Api<Namespace> = Api::all(client.clone());
         let meta = ObjectMeta {
@@ -94,9 +104,12 @@ impl Scenario {
                 .map_err(Into::into)
         })
         .await?;
+        let mut data = json!({"enable_crd_registration": "false"});
+        for (k, v) in settings.as_object().into_iter().flatten() {
+            data[k] = v.clone();
+        }
         let config = json!({"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "postgres-operator", "namespace": ns},
-            "data": {"enable_crd_registration": "false", "resync_period": "30s", "repair_period": "30s"}});
+            "metadata": {"name": "postgres-operator", "namespace": ns}, "data": data});
         let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
         cms.create(&PostParams::default(), &serde_json::from_value(config)?)
             .await?;
@@ -127,8 +140,15 @@ impl Scenario {
         Ok(Scenario {
             ns,
             client: client.clone(),
+            admin,
             controller,
         })
+    }
+
+    /// The controller's PID (bench-database samples its sockets).
+    #[allow(dead_code)]
+    pub fn controller_pid(&self) -> u32 {
+        self.controller.id()
     }
 
     /// Creates a postgresql `name` with `instances` members and an optional `spec.patroni`.
