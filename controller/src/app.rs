@@ -70,6 +70,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         observed: members.observed.clone(),
         connector: Default::default(),
         database_failures: Default::default(),
+        inside_reads: Default::default(),
         roles: crate::roles::RoleSources::new(namespace.clone(), Default::default()),
         events: Events::start(client.clone(), reporter, metrics.events_dropped.clone()),
         metrics,

@@ -25,6 +25,8 @@ pub struct Context {
     pub connector: crate::database::connect::Connector,
     /// The clusters whose database side keeps failing, for the back-off of their retries.
     pub database_failures: crate::database::retry::Streaks,
+    /// The per-database catalog reads that found nothing to do, by cluster.
+    pub inside_reads: crate::database::inside::Memo,
     /// The role sources beyond the manifest: infrastructure roles, PostgresTeams, Teams API.
     pub roles: crate::roles::RoleSources,
     /// Event publisher.

@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod connect;
 pub mod execute;
 pub mod infra_secrets;
+pub mod inside;
 pub mod pool;
 pub mod retry;
 pub mod rotation;
@@ -25,7 +26,7 @@ use execute::{ExecuteError, Report};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// Why the database side could not be synced this time (a retry follows).
 #[derive(Debug, thiserror::Error)]
@@ -120,15 +121,26 @@ async fn read_json(
         })
 }
 
+/// What [`read_actual`] found, and whether its per-database part was read now (rather than
+/// remembered, see [`inside`]) under which key.
+struct Read {
+    actual: Actual,
+    inside_key: u64,
+    inside_read: bool,
+}
+
 /// Reads what the plan compares: the wanted roles (and `more` role names) and all databases
 /// from `postgres`, and the schemas, extensions and default privileges of each existing database
-/// that should have some.
+/// that should have some — those from `cluster`'s last read that found nothing to do, when it is
+/// younger than `max_age` and nothing it depends on changed.
 async fn read_actual(
     ctx: &Context,
     target: &Target,
     wanted: &Wanted,
     more: &[String],
-) -> Result<Actual, SyncError> {
+    cluster: &str,
+    max_age: std::time::Duration,
+) -> Result<Read, SyncError> {
     let mut actual = Actual::default();
     let connection = ctx.connector.connect(target, "postgres").await?;
     let names: Vec<String> = wanted
@@ -149,15 +161,24 @@ async fn read_actual(
         database: "postgres".into(),
         message: e.to_string(),
     })?;
-    let inside: BTreeSet<&String> = wanted
+    let inside: BTreeMap<String, String> = wanted
         .schemas
         .iter()
         .map(|s| &s.database)
         .chain(wanted.extensions.iter().map(|e| &e.database))
         .chain(wanted.default_privileges.iter().map(|p| &p.database))
-        .filter(|d| actual.databases.contains_key(*d))
+        .filter_map(|d| Some((d.clone(), actual.databases.get(d)?.clone())))
         .collect();
-    for database in inside {
+    let inside_key = inside::key(wanted, &inside, &target.host);
+    if let Some(parts) = ctx.inside_reads.get(cluster, inside_key, max_age) {
+        parts.into_actual(&mut actual);
+        return Ok(Read {
+            actual,
+            inside_key,
+            inside_read: false,
+        });
+    }
+    for database in inside.keys() {
         let connection = ctx.connector.connect(target, database).await?;
         let doc = read_json(connection.client(), database, catalog::DATABASE_QUERY, &[]).await?;
         catalog::parse_database(database, &doc, &mut actual).map_err(|e| SyncError::Catalog {
@@ -165,7 +186,11 @@ async fn read_actual(
             message: e.to_string(),
         })?;
     }
-    Ok(actual)
+    Ok(Read {
+        actual,
+        inside_key,
+        inside_read: true,
+    })
 }
 
 /// Syncs the inside of `pg`, whose Patroni leader runs in pod `leader`.
@@ -211,7 +236,17 @@ pub async fn sync(
     let remembered = ctx.roles.remembered(&key);
     let removed = deprecation::removed(config, &remembered, &wanted, teams_complete);
     let lookups = deprecation::lookups(config, &wanted, &removed);
-    let mut actual = read_actual(ctx, &target, &wanted, &lookups).await?;
+    let read = read_actual(
+        ctx,
+        &target,
+        &wanted,
+        &lookups,
+        &key,
+        config.repair_period(),
+    )
+    .await?;
+    let parts = inside::Parts::of(&read.actual);
+    let mut actual = read.actual;
     common::database::rotation::copy_settings(&mut wanted, &actual, &pairs);
     let method = common::database::password::Method::from_setting(
         pg.spec
@@ -228,8 +263,13 @@ pub async fn sync(
     }
     ctx.metrics.database_statements(plan.len());
     let mut report = if plan.is_empty() {
+        if read.inside_read {
+            ctx.inside_reads.put(&key, read.inside_key, parts);
+        }
         Report::default()
     } else {
+        // Something changes: the next sync reads every database again.
+        ctx.inside_reads.forget(&key);
         execute::run(&ctx.connector, &target, &plan).await?
     };
     report.applied += rotation::cleanup(ctx, config, pg, &target, &rotation, &wanted, now).await;

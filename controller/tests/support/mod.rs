@@ -408,6 +408,7 @@ pub fn context(client: Client, mut config: Config, cached: Vec<Cached>) -> Arc<C
         observed,
         connector: Default::default(),
         database_failures: Default::default(),
+        inside_reads: Default::default(),
         roles: Default::default(),
         events: Events::start(client, reporter, metrics.events_dropped.clone()),
         metrics,
