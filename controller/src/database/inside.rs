@@ -6,14 +6,19 @@
 //! when `preparedDatabases` changes. Here a read that found everything in place (the whole plan
 //! was empty) is remembered and stands in for the next reads, so a no-op sync costs the one
 //! cluster-wide read — until the wanted objects, the databases, or the leader change, a sync has
-//! to act, or `repair_period` has passed since the real read (which repairs what someone changed
-//! by hand behind the operator's back, as Zalando's repair scan does).
+//! to act, the operator restarts, or [`MAX_AGE`] has passed since the real read (which repairs
+//! what someone changed by hand behind the operator's back, where Zalando never looks again).
 
 use common::database::model::{Actual, Wanted};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// How long a remembered read stands in: a hand-made change inside a database (a dropped schema)
+/// is put back within this time. Not a configuration option: short resync periods (tests,
+/// benchmarks) must not turn it off.
+pub const MAX_AGE: Duration = Duration::from_secs(10 * 60);
 
 /// What the per-database reads found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
