@@ -236,15 +236,7 @@ pub async fn sync(
     let remembered = ctx.roles.remembered(&key);
     let removed = deprecation::removed(config, &remembered, &wanted, teams_complete);
     let lookups = deprecation::lookups(config, &wanted, &removed);
-    let read = read_actual(
-        ctx,
-        &target,
-        &wanted,
-        &lookups,
-        &key,
-        config.repair_period(),
-    )
-    .await?;
+    let read = read_actual(ctx, &target, &wanted, &lookups, &key, inside::MAX_AGE).await?;
     let parts = inside::Parts::of(&read.actual);
     let mut actual = read.actual;
     common::database::rotation::copy_settings(&mut wanted, &actual, &pairs);
