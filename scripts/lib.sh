@@ -66,8 +66,17 @@ start() { # start NAME BINARY ARGS...: starts in its own session, output to logs
   echo "$bin" >"$PIDS/$name.bin"
   printf '%s\n' "$bin $*" >"$STATE/$name.cmdline"
   setsid "$bin" "$@" </dev/null >>"$LOGS/$name.log" 2>&1 9>&- &
-  echo $! >"$PIDS/$name.pid"
+  local pid=$!
+  echo "$pid" >"$PIDS/$name.pid"
   STARTED+=("$name")
+  # Until the forked shell has exec'd the binary its cmdline is still the shell's, and `running`
+  # would call it dead: on a busy machine a wait_for right after start failed that way, with an
+  # empty log. Wait for the exec (or the exit) here.
+  for _ in $(seq 1 200); do
+    running "$name" && return 0
+    [ -d "/proc/$pid" ] || return 0
+    sleep 0.05
+  done
 }
 STARTED=()
 
