@@ -72,6 +72,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         database_failures: Default::default(),
         inside_reads: Default::default(),
         roles: crate::roles::RoleSources::new(namespace.clone(), Default::default()),
+        patroni: Arc::new(crate::patroni::http::Http::default()),
+        rollouts: Default::default(),
         events: Events::start(client.clone(), reporter, metrics.events_dropped.clone()),
         metrics,
         caches_ready: AtomicBool::new(false),

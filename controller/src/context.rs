@@ -29,6 +29,10 @@ pub struct Context {
     pub inside_reads: crate::database::inside::Memo,
     /// The role sources beyond the manifest: infrastructure roles, PostgresTeams, Teams API.
     pub roles: crate::roles::RoleSources,
+    /// Patroni's REST API of the clusters' members.
+    pub patroni: Arc<dyn crate::patroni::Patroni>,
+    /// The rolling updates in progress (only when their last step was taken).
+    pub rollouts: crate::rollout::Memo,
     /// Event publisher.
     pub events: Events,
     /// Metrics.

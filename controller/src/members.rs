@@ -13,7 +13,7 @@ use common::config::Config;
 use common::crd::Postgresql;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Endpoints, Pod, PodSpec, PodStatus};
 use kube::Client;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{ObjectRef, Store, store::WriterDropped};
@@ -27,6 +27,11 @@ pub const STATUS_ANNOTATION: &str = "status";
 pub const LEADER_ANNOTATION: &str = "leader";
 /// The pod label value of the leader (Spilo configures Patroni with Zalando's value).
 pub const MASTER: &str = "master";
+/// Zalando's annotation on a pod that must be recreated by the rolling update; it survives a
+/// restart of the operator, and an operator taking over a cluster from another one.
+pub const ROLLING_UPDATE_ANNOTATION: &str = "zalando-postgres-operator-rolling-update-required";
+/// The container whose image is Spilo's.
+pub const POSTGRES_CONTAINER: &str = "postgres";
 
 /// The caches of what the members show.
 #[derive(Clone)]
@@ -46,15 +51,29 @@ pub struct Started {
     pub triggers: BoxStream<'static, ObjectRef<Postgresql>>,
 }
 
-/// Pods keep their labels, Patroni's member status and the Ready condition and IP.
+/// Pods keep their labels, Patroni's member status, the rolling-update flag, the Ready
+/// condition and IP, their node and the image of the `postgres` container.
 impl Slim for Pod {
     fn slim(&mut self) {
         let meta = &mut self.metadata;
         meta.managed_fields = None;
         if let Some(annotations) = &mut meta.annotations {
-            annotations.retain(|k, _| k == STATUS_ANNOTATION);
+            annotations.retain(|k, _| k == STATUS_ANNOTATION || k == ROLLING_UPDATE_ANNOTATION);
         }
-        self.spec = None;
+        self.spec = self.spec.take().map(|spec| PodSpec {
+            node_name: spec.node_name,
+            containers: spec
+                .containers
+                .into_iter()
+                .filter(|c| c.name == POSTGRES_CONTAINER)
+                .map(|c| Container {
+                    name: c.name,
+                    image: c.image,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        });
         if let Some(status) = self.status.take() {
             self.status = Some(PodStatus {
                 pod_ip: status.pod_ip,
@@ -97,7 +116,9 @@ fn pod_worthy(role_label: &str) -> impl Fn(&Pod) -> Option<u64> + Send + 'static
             .as_ref()
             .and_then(|l| l.get(&role_label));
         let member = patroni_member(pod);
-        Some(digest((role, is_ready(pod), member)))
+        let flagged = is_flagged(pod);
+        let deleting = pod.metadata.deletion_timestamp.is_some();
+        Some(digest((role, is_ready(pod), member, flagged, deleting)))
     }
 }
 
@@ -186,7 +207,28 @@ fn annotation(annotations: &Option<BTreeMap<String, String>>, key: &str) -> Opti
         .cloned()
 }
 
-fn is_ready(pod: &Pod) -> bool {
+/// Whether the pod carries the rolling-update flag.
+pub fn is_flagged(pod: &Pod) -> bool {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ROLLING_UPDATE_ANNOTATION))
+        .is_some_and(|v| v == "true")
+}
+
+/// The image of the pod's `postgres` container.
+pub fn postgres_image(pod: &Pod) -> Option<&str> {
+    pod.spec
+        .as_ref()?
+        .containers
+        .iter()
+        .find(|c| c.name == POSTGRES_CONTAINER)?
+        .image
+        .as_deref()
+}
+
+/// Whether the pod's Ready condition is true.
+pub fn is_ready(pod: &Pod) -> bool {
     pod.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
@@ -400,7 +442,8 @@ mod tests {
         }))
         .unwrap();
         p.slim();
-        assert_eq!(p.spec, None);
+        assert_eq!(postgres_image(&p), None);
+        assert_eq!(p.spec.as_ref().unwrap().containers.len(), 1);
         assert_eq!(p.metadata.managed_fields, None);
         assert_eq!(p.metadata.annotations.as_ref().unwrap().len(), 1);
         let status = p.status.as_ref().unwrap();

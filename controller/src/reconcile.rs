@@ -32,6 +32,9 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// A step of the rolling update failed; retried with backoff.
+    #[error("rolling update: {0}")]
+    Rollout(#[from] crate::rollout::Error),
 }
 
 impl Error {
@@ -40,6 +43,7 @@ impl Error {
         match self {
             Error::Build(_) => "build",
             Error::Api { .. } => "api",
+            Error::Rollout(_) => "rollout",
         }
     }
 }
@@ -100,7 +104,14 @@ pub async fn reconcile(pg: Arc<Postgresql>, ctx: Arc<Context>) -> Result<Action,
     };
 
     let changes = Changes::default();
-    let outcome = apply_children(&ctx, &valid, &changes, config, &namespace).await;
+    let mut outcome = apply_children(&ctx, &valid, &changes, config, &namespace).await;
+    let mut rolling = None;
+    if outcome.is_ok() {
+        match rollout_step(&ctx, config, &pg, &namespace).await {
+            Ok(poll) => rolling = poll,
+            Err(error) => outcome = Err(error),
+        }
+    }
     changes.publish(&ctx, &pg);
     if outcome.is_ok() {
         let owner = config
@@ -134,11 +145,12 @@ pub async fn reconcile(pg: Arc<Postgresql>, ctx: Arc<Context>) -> Result<Action,
         .observe(started.elapsed(), outcome.as_ref().err().map(Error::reason));
     match outcome {
         // A database that failed is tried again with a back-off, not only at the next resync.
-        Ok(_) => {
-            Ok(Action::requeue(retry.map_or(config.resync_period(), |r| {
-                r.min(config.resync_period())
-            })))
-        }
+        Ok(_) => Ok(Action::requeue(
+            [retry, rolling]
+                .into_iter()
+                .flatten()
+                .fold(config.resync_period(), Duration::min),
+        )),
         Err(error) => {
             warn(&ctx, &pg, "SyncFailed", error.to_string());
             Err(error)
@@ -273,6 +285,11 @@ async fn apply_children(
         .then(|| owner_reference(pg))
         .flatten();
     let wanted = desired::build(config, valid, owner.as_ref())?;
+    for sts in &wanted.statefulsets {
+        crate::rollout::flag(ctx, config, pg, sts)
+            .await
+            .map_err(Error::Rollout)?;
+    }
     children::apply_all(ctx, changes, pg, &wanted).await?;
 
     let key = ObjectRef::new(pg.cluster_name()).within(namespace);
@@ -300,6 +317,26 @@ async fn apply_children(
         pg.cluster_name(),
         want,
     ))
+}
+
+/// The rolling update's next step, when the StatefulSet is seen; returns when to look again.
+async fn rollout_step(
+    ctx: &Context,
+    config: &common::config::Config,
+    pg: &Postgresql,
+    namespace: &str,
+) -> Result<Option<Duration>, Error> {
+    let key = ObjectRef::new(pg.cluster_name()).within(namespace);
+    let Some(sts) = ctx.stores.statefulsets.get(&key) else {
+        return Ok(None);
+    };
+    let instances = sts
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1)
+        .max(0) as usize;
+    Ok(crate::rollout::step(ctx, config, pg, instances).await?)
 }
 
 fn warn(ctx: &Context, pg: &Postgresql, reason: &str, note: String) {
@@ -352,6 +389,8 @@ pub fn error_policy(_pg: Arc<Postgresql>, error: &Error, ctx: Arc<Context>) -> A
     let repair = ctx.config.load().config.repair_period();
     match error {
         Error::Build(_) => Action::requeue(repair),
-        Error::Api { .. } => Action::requeue(repair.min(Duration::from_secs(5))),
+        Error::Api { .. } | Error::Rollout(_) => {
+            Action::requeue(repair.min(Duration::from_secs(5)))
+        }
     }
 }

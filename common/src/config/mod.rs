@@ -208,6 +208,13 @@ impl Config {
         encoding::parse_duration(&self.resync_period).unwrap_or(Duration::from_secs(30 * 60))
     }
 
+    /// `pod_label_wait_timeout`: how long a rolling update waits for one step (validated by
+    /// [`load`]).
+    pub fn pod_label_wait_timeout(&self) -> Duration {
+        encoding::parse_duration(&self.timeouts.pod_label_wait_timeout)
+            .unwrap_or(Duration::from_secs(10 * 60))
+    }
+
     /// `repair_period` (validated by [`load`]).
     pub fn repair_period(&self) -> Duration {
         encoding::parse_duration(&self.repair_period).unwrap_or(Duration::from_secs(5 * 60))

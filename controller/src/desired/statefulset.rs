@@ -411,12 +411,18 @@ pub fn statefulset(
 ) -> Result<StatefulSet, BuildError> {
     let pg = valid.pg;
     let cluster = pg.cluster_name();
+    let template = pod_template(config, pg)?;
+    let mut annotations = inherited_annotations(config, pg);
+    annotations.insert(
+        crate::rollout::template::FINGERPRINT.into(),
+        crate::rollout::template::fingerprint(&template, config.enable_lazy_spilo_upgrade),
+    );
     Ok(StatefulSet {
         metadata: meta(
             pg,
             statefulset_name(cluster),
             object_labels(config, pg),
-            inherited_annotations(config, pg),
+            annotations,
             owner,
         ),
         spec: Some(StatefulSetSpec {
@@ -426,7 +432,7 @@ pub fn statefulset(
                 match_expressions: None,
             },
             service_name: Some(cluster.to_string()),
-            template: pod_template(config, pg)?,
+            template,
             volume_claim_templates: Some(vec![claim_template(config, pg)?]),
             update_strategy: Some(StatefulSetUpdateStrategy {
                 type_: Some("OnDelete".into()),

@@ -37,7 +37,12 @@ fn minimal_shape() {
     let labels = sts.metadata.labels.as_ref().unwrap();
     assert_eq!(labels.len(), 3);
     assert_eq!(labels["team"], "acid");
-    assert!(sts.metadata.annotations.is_none());
+    // Only the pod template's fingerprint, which decides the rolling update.
+    let annotations = sts.metadata.annotations.as_ref().unwrap();
+    assert_eq!(
+        annotations.keys().collect::<Vec<_>>(),
+        [crate::rollout::template::FINGERPRINT]
+    );
     let spec = sts.spec.as_ref().unwrap();
     assert_eq!(spec.replicas, Some(2));
     assert_eq!(spec.service_name.as_deref(), Some("acid-minimal-cluster"));
@@ -318,7 +323,7 @@ fn fixture_cluster() {
         (Some("Delete"), Some("Retain"))
     );
     assert_eq!(sts.metadata.labels.as_ref().unwrap()["environment"], "test");
-    assert_eq!(sts.metadata.annotations.as_ref().unwrap().len(), 1);
+    assert_eq!(sts.metadata.annotations.as_ref().unwrap().len(), 2);
     assert_eq!(
         sts.metadata.annotations.as_ref().unwrap()["owner"],
         "db-team"

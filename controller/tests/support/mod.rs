@@ -410,6 +410,8 @@ pub fn context(client: Client, mut config: Config, cached: Vec<Cached>) -> Arc<C
         database_failures: Default::default(),
         inside_reads: Default::default(),
         roles: Default::default(),
+        patroni: Arc::new(controller::patroni::fake::Fake::default()),
+        rollouts: Default::default(),
         events: Events::start(client, reporter, metrics.events_dropped.clone()),
         metrics,
         caches_ready: AtomicBool::new(true),
