@@ -16,7 +16,9 @@ pub mod patroni;
 pub mod postgres;
 pub mod process;
 pub mod promtext;
+pub mod steady;
 pub mod tls_client;
+pub mod writer;
 
 pub use apply::{apply_yaml, apply_yaml_file};
 pub use cluster::{Cluster, cluster};

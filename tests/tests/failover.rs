@@ -15,7 +15,6 @@
 //! succeeds) are printed for BENCHMARKS.md, not asserted. Patroni's ttl is lowered to 20 s to
 //! bound the failovers. Two tests only: initdb and basebackups cost real CPU on 2 cores.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -25,63 +24,12 @@ use e2e::eventually::eventually_with;
 use e2e::patroni::{
     TIMEOUT, claim_dir, claim_uid, container_init, json, kill_container, leader_annotation,
     manifest_with, password, pod_uid, pods, pods_with_role, port_open, processes_referencing,
-    replication, restart_count, setup, sql,
+    restart_count, setup, sql,
 };
+use e2e::steady::{master_service_ip, steady};
 
 const PATRONI: &str = "    ttl: 20\n    loop_wait: 5\n    retry_timeout: 5\n";
 const POLL: Duration = Duration::from_millis(500);
-
-/// The cluster at rest: one pod labelled master that holds the leader ConfigMap and writes, and
-/// `replicas` pods labelled replica, each streaming from it.
-#[derive(Debug, Clone)]
-struct Steady {
-    master: String,
-    master_ip: String,
-    /// (pod, IP), sorted.
-    replicas: Vec<(String, String)>,
-}
-
-async fn steady_once(ns: &str, cluster: &str, pw: &str, replicas: usize) -> Result<Steady> {
-    let masters = pods_with_role(ns, cluster, "master").await?;
-    let [(master, master_ip)] = masters.as_slice() else {
-        bail!("{} pods labelled master: {masters:?}", masters.len());
-    };
-    let leader = leader_annotation(ns, cluster).await?;
-    ensure!(
-        &leader == master,
-        "the leader ConfigMap names {leader:?}, the master label is on {master}"
-    );
-    let recovery = sql(master_ip, pw, "select pg_is_in_recovery()").await?;
-    ensure!(recovery == "f", "master {master} is in recovery");
-    let mut labelled = pods_with_role(ns, cluster, "replica").await?;
-    labelled.sort();
-    let streaming = replication(master_ip, pw).await?;
-    let names: BTreeSet<&str> = labelled.iter().map(|(p, _)| p.as_str()).collect();
-    let streamed: BTreeSet<&str> = streaming
-        .iter()
-        .filter(|(_, state)| state == "streaming")
-        .map(|(p, _)| p.as_str())
-        .collect();
-    ensure!(
-        labelled.len() == replicas && names == streamed && streaming.len() == replicas,
-        "want {replicas} replicas streaming from {master}: labelled replica {labelled:?}, \
-         pg_stat_replication {streaming:?}"
-    );
-    Ok(Steady {
-        master: master.clone(),
-        master_ip: master_ip.clone(),
-        replicas: labelled,
-    })
-}
-
-/// Waits for the cluster at rest with `replicas` streaming replicas.
-async fn steady(ns: &str, cluster: &str, pw: &str, replicas: usize) -> Result<Steady> {
-    let what = format!("{cluster}: one writable master, {replicas} streaming replicas");
-    eventually_with(&what, TIMEOUT, POLL, || {
-        steady_once(ns, cluster, pw, replicas)
-    })
-    .await
-}
 
 /// Waits until the member at `ip` (`pod`) has the probe row `value`.
 async fn row_on(pod: &str, ip: &str, pw: &str, value: &str) -> Result<()> {
@@ -116,16 +64,6 @@ async fn write_gap(
         since.elapsed(),
         server.lines().next().unwrap_or_default().to_string(),
     ))
-}
-
-async fn master_service_ip(ns: &str, cluster: &str) -> Result<String> {
-    let service = json(&["get", "service", cluster, "-n", ns]).await?;
-    let ip = service["spec"]["clusterIP"].as_str().unwrap_or_default();
-    ensure!(
-        ip.starts_with("127."),
-        "ClusterIP {ip:?} of {cluster} outside loopback"
-    );
-    Ok(ip.to_string())
 }
 
 /// Waits until `pod` exists again with a uid other than `old_uid`; returns the new uid.

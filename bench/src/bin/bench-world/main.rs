@@ -19,7 +19,7 @@ use std::time::Duration;
 mod apply;
 mod capacity;
 mod failover;
-mod pg;
+use e2e::writer as pg;
 mod procs;
 mod replicas;
 mod scenario;

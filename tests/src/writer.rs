@@ -1,4 +1,4 @@
-//! PostgreSQL clients of the benchmark: one-off queries and the writer loop that measures a
+//! PostgreSQL clients of the tests and benchmarks: one-off queries and the writer loop that measures a
 //! failover's write gap. Only loopback addresses are ever dialled (pod and Service IPs of the
 //! test world are in 127.0.0.0/8); anything else is refused before connecting.
 
