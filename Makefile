@@ -13,7 +13,7 @@ CARGO ?= cargo
 .PHONY: all build target-dir tools world up down demo test unit e2e crds crds-check chart chart-check chart-lint \
 	fmt lint fmt-check \
 	clippy shellcheck check-pure bench bench-capacity clean-local bench-webhook bench-controller \
-	bench-world bench-database images
+	bench-world bench-database bench-rollout images
 
 all: build
 
@@ -131,6 +131,13 @@ bench-world: tools target-dir
 	scripts/up.sh
 	$(CARGO) build --release -p controller -p bench --bins
 	$(CARGO_TARGET_DIR)/release/bench-world $(BENCH_WORLD_ARGS)
+
+## Rolling updates of a 3-member cluster under a 10 ms writer (BENCHMARKS.md): write gap, commits
+## lost, switchovers, total time; and a configuration-only change (restarts). Needs `make world`.
+bench-rollout: tools target-dir
+	scripts/up.sh
+	$(CARGO) build --release -p controller -p bench --bins
+	$(CARGO_TARGET_DIR)/release/bench-world --only rollout $(BENCH_ROLLOUT_ARGS)
 
 ## The complete manifest's roles and databases on N real clusters (BENCHMARKS.md): apply -> every
 ## role logs in, statements and writes per no-op sync, peak connections the controller holds.

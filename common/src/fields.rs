@@ -13,10 +13,10 @@
 //! `spec.postgresql.parameters`); an entry covers its whole subtree.
 //!
 //! "Acted on" means the value shapes what the operator writes (StatefulSet, Spilo environment and
-//! `SPILO_CONFIGURATION`, Services, PodDisruptionBudgets, Secrets) the way it does in Zalando. It
-//! says nothing about *changes* to a running cluster: the StatefulSet uses `OnDelete` and no rolling
-//! update exists yet, so a changed pod setting reaches a pod only when that pod is recreated; the
-//! changes that never take effect at all are listed in [`NOT_YET_ON_CHANGE`].
+//! `SPILO_CONFIGURATION`, Services, PodDisruptionBudgets, Secrets) the way it does in Zalando. A
+//! changed pod setting reaches running pods through the rolling update (the controller's
+//! `rollout` module); the changes that do not take effect on a running cluster are listed in
+//! [`NOT_YET_ON_CHANGE`].
 
 use crate::crd::Postgresql;
 use crate::crd::postgresql::PostgresqlSpec;

@@ -22,18 +22,27 @@ mod failover;
 use e2e::writer as pg;
 mod procs;
 mod replicas;
+mod rollout;
 mod scenario;
 
-const SCENARIOS: [&str; 6] = ["apply", "streaming", "idle", "graceful", "kill", "capacity"];
+const SCENARIOS: [&str; 7] = [
+    "apply",
+    "streaming",
+    "idle",
+    "graceful",
+    "kill",
+    "capacity",
+    "rollout",
+];
 
 #[derive(Parser, Debug)]
 #[command(about = "Timings and resources of real Patroni + PostgreSQL clusters in the test world")]
 struct Args {
     /// Scenarios to run, comma-separated (default: all): apply, streaming, idle, graceful,
-    /// kill, capacity.
+    /// kill, capacity, rollout.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// Runs of apply, streaming and graceful.
+    /// Runs of apply, streaming, graceful and rollout.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
     /// Clusters the capacity scenario goes up to.
@@ -124,6 +133,9 @@ async fn main() -> Result<()> {
     }
     if wants("kill") {
         report("kill", failover::kill(&client, &args.ttl).await);
+    }
+    if wants("rollout") {
+        report("rollout", rollout::run(&client, args.repeat).await);
     }
     if wants("capacity") {
         let bound = Duration::from_secs(args.batch_bound);
