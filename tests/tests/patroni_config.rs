@@ -4,6 +4,8 @@
 //!
 //! - a `spec.patroni.ttl` change lands in Patroni's DCS (the `<cluster>-config` ConfigMap) and
 //!   restarts nothing: the pods keep their uids and PostgreSQL its `pg_postmaster_start_time()`;
+//!   a manifest slot is set and remembered in the `postgresql`'s annotation, and removed from the
+//!   DCS once removed from the manifest, while a slot made behind the operator's back stays;
 //! - a `max_connections` increase restarts each member once, the replica before the primary,
 //!   and `SHOW max_connections` shows the new value on both;
 //! - a `max_connections` decrease restarts the primary first.
@@ -21,6 +23,7 @@ use serde_json::Value;
 use std::time::Duration;
 
 const PATRONI: &str = "    ttl: 30\n    loop_wait: 5\n    retry_timeout: 5\n";
+const SLOTS_ANNOTATION: &str = "postgres-operator.acid.zalan.do/patroni-slots";
 const POLL: Duration = Duration::from_millis(500);
 /// How long a change may take to reach the members: the reconcile, loop_wait + 2 s, two
 /// restarts with loop_wait after each, on a loaded machine.
@@ -198,6 +201,25 @@ async fn change_max_connections(
     Ok((before, after, master, events))
 }
 
+/// Adds the slot `foreign` to the DCS behind the operator's back (`PATCH /config` with curl to
+/// a member's pod IP, inside 127.0.0.0/8).
+async fn foreign_slot(ip: &str) -> Result<()> {
+    ensure!(ip.starts_with("127."), "pod IP {ip} outside loopback");
+    let out = tokio::process::Command::new("curl")
+        .args(["-sSf", "--max-time", "10", "-X", "PATCH"])
+        .args(["-H", "Content-Type: application/json"])
+        .args(["-d", r#"{"slots":{"foreign":{"type":"physical"}}}"#])
+        .arg(format!("http://{ip}:8008/config"))
+        .output()
+        .await?;
+    ensure!(
+        out.status.success(),
+        "curl PATCH /config: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
 fn member<'a>(members: &'a [Member], pod: &str) -> Result<&'a Member> {
     members
         .iter()
@@ -234,6 +256,58 @@ async fn a_ttl_change_reaches_the_dcs_without_restarting_anything() -> Result<()
     ensure!(
         config["loop_wait"] == 5 && config["retry_timeout"] == 5,
         "other settings changed: {config}"
+    );
+    // A manifest slot is set and remembered on the postgresql; removed from the manifest, it is
+    // removed from the DCS (a slot someone else made stays).
+    patch(
+        n,
+        C,
+        "{\"patroni\":{\"slots\":{\"keep\":{\"type\":\"physical\"}}}}",
+    )
+    .await?;
+    eventually_with("slot keep in the DCS", CHANGE_TIMEOUT, POLL, || async {
+        let config = dcs(n, C).await?;
+        ensure!(
+            config["slots"]["keep"]["type"] == "physical",
+            "slots {}",
+            config["slots"]
+        );
+        Ok(())
+    })
+    .await?;
+    let remembered = eventually_with("the remembered slots", TIMEOUT, POLL, || async {
+        let pg = json(&["get", "postgresql", C, "-n", n]).await?;
+        pg["metadata"]["annotations"][SLOTS_ANNOTATION]
+            .as_str()
+            .map(String::from)
+            .context("no annotation yet")
+    })
+    .await?;
+    ensure!(
+        remembered == r#"{"keep":{"type":"physical"}}"#,
+        "remembered {remembered}"
+    );
+    foreign_slot(&before[0].ip).await?;
+    patch(n, C, "{\"patroni\":{\"slots\":null}}").await?;
+    eventually_with(
+        "slot keep removed from the DCS",
+        CHANGE_TIMEOUT,
+        POLL,
+        || async {
+            let config = dcs(n, C).await?;
+            ensure!(
+                config["slots"].get("keep").is_none() && config["slots"].get("foreign").is_some(),
+                "slots {}",
+                config["slots"]
+            );
+            Ok(())
+        },
+    )
+    .await?;
+    let after = members(n, C, &pw).await?;
+    ensure!(
+        before == after,
+        "a slot change restarted a member: {before:?} → {after:?}"
     );
     let events = restart_events(n).await?;
     ensure!(events.is_empty(), "restart events: {events:?}");
