@@ -232,37 +232,25 @@ pub struct NotOnChange {
     pub reason: &'static str,
 }
 
-const NO_DCS_UPDATE: &str = "Patroni's dynamic configuration is only written when the cluster is created and is not updated yet";
-
 const fn on_change(path: &'static str, reason: &'static str) -> NotOnChange {
     NotOnChange { path, reason }
 }
 
 /// [`ACTED_ON`] fields whose changes to an existing cluster do not take effect yet.
 ///
-/// Parameters and Patroni settings only reach `bootstrap.dcs` of `SPILO_CONFIGURATION`, which
-/// Patroni reads once, when it initializes the cluster; Zalando updates them through Patroni's
-/// REST API. `spec.patroni.initdb` (bootstrap-only in Zalando too) and `spec.patroni.pg_hba`
-/// (Patroni's local configuration, applied when a pod is recreated) are not listed.
+/// Not listed: `spec.postgresql.parameters` and Patroni's dynamic settings (`spec.patroni.ttl`,
+/// `loop_wait`, `retry_timeout`, `maximum_lag_on_failover`, `slots`, the synchronous settings,
+/// `failsafe_mode`), which the controller patches through Patroni's REST API with the restarts
+/// they need (`controller/src/dcs`), the local-only parameters (such as `shared_buffers`),
+/// which change with the pods' rolling update, `spec.patroni.initdb` (bootstrap-only in Zalando
+/// too) and `spec.patroni.pg_hba` (Patroni's local configuration, applied when a pod is
+/// recreated).
 pub static NOT_YET_ON_CHANGE: &[NotOnChange] = &[
     on_change(
         "spec.postgresql.version",
         "no major version upgrade is run yet",
     ),
-    on_change(
-        "spec.postgresql.parameters",
-        "Patroni's configuration is not updated yet: most parameters keep the values the cluster was created with, and the few Spilo sets locally (such as shared_buffers) change only when a pod is recreated",
-    ),
     on_change("spec.volume.size", "existing volumes are not resized yet"),
-    on_change("spec.patroni.ttl", NO_DCS_UPDATE),
-    on_change("spec.patroni.loop_wait", NO_DCS_UPDATE),
-    on_change("spec.patroni.retry_timeout", NO_DCS_UPDATE),
-    on_change("spec.patroni.maximum_lag_on_failover", NO_DCS_UPDATE),
-    on_change("spec.patroni.slots", NO_DCS_UPDATE),
-    on_change("spec.patroni.synchronous_mode", NO_DCS_UPDATE),
-    on_change("spec.patroni.synchronous_mode_strict", NO_DCS_UPDATE),
-    on_change("spec.patroni.synchronous_node_count", NO_DCS_UPDATE),
-    on_change("spec.patroni.failsafe_mode", NO_DCS_UPDATE),
     on_change(
         "spec.clone",
         "a clone source is read only when the cluster is created; the running cluster keeps its data",

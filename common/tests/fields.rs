@@ -409,15 +409,10 @@ fn changes_that_do_not_take_effect() {
     );
     assert_eq!(
         paths(&ignored_changes(&old, &new)),
-        [
-            "spec.postgresql.version",
-            "spec.postgresql.parameters",
-            "spec.volume.size",
-            "spec.patroni.ttl",
-        ]
+        ["spec.postgresql.version", "spec.volume.size"]
     );
     let warnings = change_warnings(&old, &new);
-    assert_eq!(warnings.len(), 4);
+    assert_eq!(warnings.len(), 2);
     assert_eq!(
         warnings[0],
         "spec.postgresql.version was changed, but the change will not take effect: no major version upgrade is run yet"

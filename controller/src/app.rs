@@ -74,6 +74,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         roles: crate::roles::RoleSources::new(namespace.clone(), Default::default()),
         patroni: Arc::new(crate::patroni::http::Http::default()),
         rollouts: Default::default(),
+        patroni_config: Default::default(),
         events: Events::start(client.clone(), reporter, metrics.events_dropped.clone()),
         metrics,
         caches_ready: AtomicBool::new(false),

@@ -33,6 +33,8 @@ pub struct Context {
     pub patroni: Arc<dyn crate::patroni::Patroni>,
     /// The rolling updates in progress (only when their last step was taken).
     pub rollouts: crate::rollout::Memo,
+    /// How far each cluster's Patroni configuration and restarts got ([`crate::dcs`]).
+    pub patroni_config: crate::dcs::step::Memo,
     /// Event publisher.
     pub events: Events,
     /// Metrics.

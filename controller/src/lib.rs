@@ -13,6 +13,7 @@ pub mod children;
 pub mod context;
 pub mod crd_registration;
 pub mod database;
+pub mod dcs;
 pub mod deletion;
 pub mod desired;
 pub mod events;

@@ -123,7 +123,11 @@ pub async fn reconcile(pg: Arc<Postgresql>, ctx: Arc<Context>) -> Result<Action,
     }
     let ignored = common::fields::summary(&valid.ignored);
     let (database, retry) = match &outcome {
-        Ok(status::Pods::Running(leader)) => sync_database(&ctx, config, &pg, leader).await,
+        Ok(status::Pods::Running(leader)) => {
+            let patroni = crate::dcs::sync(&ctx, config, &pg, leader).await;
+            let (database, retry) = sync_database(&ctx, config, &pg, leader).await;
+            (database, retry.into_iter().chain(patroni).min())
+        }
         _ => (status::Database::NotYet, None),
     };
     let result = match &outcome {

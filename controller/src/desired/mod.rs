@@ -15,7 +15,7 @@ mod resources;
 pub mod secrets;
 pub mod services;
 mod sources;
-mod spilo;
+pub(crate) mod spilo;
 pub mod statefulset;
 mod volumes;
 

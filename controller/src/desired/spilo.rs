@@ -35,6 +35,13 @@ pub const LOCAL_PARAMETERS: &[&str] = &[
     "extwlist.custom_path",
 ];
 
+/// Whether `name` belongs to the local-only group ([`LOCAL_PARAMETERS`]): it goes into Spilo's
+/// local configuration (a change needs the pods recreated); every other parameter goes into
+/// `bootstrap.dcs` and is patched live through Patroni's API (`crate::dcs`).
+pub fn is_local(name: &str) -> bool {
+    LOCAL_PARAMETERS.contains(&name)
+}
+
 /// Default initdb options; a manifest option of the same name replaces the value.
 const DEFAULT_INITDB: &[(&str, &str)] = &[("auth-host", "scram-sha-256"), ("auth-local", "trust")];
 
@@ -69,7 +76,7 @@ pub fn configuration(config: &Config, pg: &Postgresql, version: &str) -> String 
     let mut local_parameters = Map::new();
     let mut dcs_parameters = Map::new();
     for (name, value) in pg.spec.postgresql.parameters.iter().flatten() {
-        let target = if LOCAL_PARAMETERS.contains(&name.as_str()) {
+        let target = if is_local(name) {
             &mut local_parameters
         } else {
             &mut dcs_parameters

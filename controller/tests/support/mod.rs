@@ -410,13 +410,37 @@ pub fn context(client: Client, mut config: Config, cached: Vec<Cached>) -> Arc<C
         database_failures: Default::default(),
         inside_reads: Default::default(),
         roles: Default::default(),
-        patroni: Arc::new(controller::patroni::fake::Fake::default()),
+        patroni: Arc::new(patroni_in_line()),
         rollouts: Default::default(),
+        patroni_config: Default::default(),
         events: Events::start(client, reporter, metrics.events_dropped.clone()),
         metrics,
         caches_ready: AtomicBool::new(true),
         leading: Arc::new(AtomicBool::new(true)),
     })
+}
+
+/// A Patroni whose members (the pod IPs of [`members`]) show a dynamic configuration in line with
+/// a manifest that sets no Patroni setting and no parameter, and no pending restart: the
+/// controller's sync of Patroni's configuration (`controller::dcs`) finds nothing to do.
+pub fn patroni_in_line() -> controller::patroni::fake::Fake {
+    let fake = controller::patroni::fake::Fake::default();
+    let config = json!({"ttl": 30, "loop_wait": 10, "retry_timeout": 10,
+        "maximum_lag_on_failover": 33554432, "failsafe_mode": false,
+        "postgresql": {"parameters": {"max_connections": 100}}});
+    for i in 2..10 {
+        let ip = format!("127.10.0.{i}");
+        fake.configs
+            .lock()
+            .unwrap()
+            .insert(ip.clone(), Ok(config.clone()));
+        let status = controller::patroni::Status {
+            state: "running".into(),
+            ..Default::default()
+        };
+        fake.statuses.lock().unwrap().insert(ip, Ok(status));
+    }
+    fake
 }
 
 // ===== the cluster and its children =====
