@@ -49,6 +49,13 @@ pub struct Args {
     /// Seconds of the no-op window (a few resync periods).
     #[arg(long, default_value_t = 30)]
     window: u64,
+    /// Patroni's ttl in the manifests (the complete manifest has 30).
+    #[arg(long, default_value_t = 30)]
+    ttl: u32,
+    /// Patroni's loop_wait in the manifests (the complete manifest has 10): a longer loop lets
+    /// more members share the machine's cores.
+    #[arg(long, default_value_t = 10)]
+    loop_wait: u32,
     /// Seconds every role of every cluster may take to log in.
     #[arg(long, default_value_t = 1200)]
     bound: u64,
@@ -63,7 +70,8 @@ async fn main() -> Result<()> {
     scenario::runner_is_up()?;
     let client = scenario::client().await?;
     controller::crd_registration::register(&client, &["all".to_string()]).await?;
-    let template = manifest::template(args.instances)?;
+    let timing = (args.ttl != 30 || args.loop_wait != 10).then_some((args.ttl, args.loop_wait));
+    let template = manifest::template(args.instances, timing)?;
     println!(
         "database benchmark: complete manifest, {} instance(s) per cluster, PostgreSQL {}, \
          resync_period {}s; {} CPUs, MemTotal {:.0} MiB, MemAvailable {:.0} MiB, load {}",

@@ -74,7 +74,7 @@ fn repo() -> PathBuf {
 }
 
 /// Reads and adapts the complete manifest for `instances` members each.
-pub fn template(instances: i32) -> Result<Template> {
+pub fn template(instances: i32, patroni_timing: Option<(u32, u32)>) -> Result<Template> {
     let path = repo().join("manifests/complete-postgres-manifest.yaml");
     let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
     let yaml: serde_yaml::Value = serde_yaml::from_str(&text)?;
@@ -108,6 +108,14 @@ pub fn template(instances: i32) -> Result<Template> {
         .is_some()
     {
         adjusted.push("spec.patroni.slots dropped: a logical slot needs wal_level logical".into());
+    }
+    if let Some((ttl, loop_wait)) = patroni_timing {
+        patroni["ttl"] = json!(ttl);
+        patroni["loop_wait"] = json!(loop_wait);
+        adjusted.push(format!(
+            "spec.patroni ttl {ttl}, loop_wait {loop_wait}: fewer Patroni loops per second, so that \
+             many members fit on this machine's cores"
+        ));
     }
     let volume = &mut spec["volume"];
     if volume
