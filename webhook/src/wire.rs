@@ -94,7 +94,7 @@ pub struct OldSpec {
     /// `volume`: a changed size resizes nothing yet.
     #[serde(default)]
     pub volume: Option<serde_json::Value>,
-    /// `patroni`: changes after creation are not applied yet.
+    /// `patroni` (kept for the change warnings should one of its fields be listed again).
     #[serde(default)]
     pub patroni: Option<serde_json::Value>,
 }
@@ -120,7 +120,7 @@ pub struct OldPostgresql {
     /// Major version.
     #[serde(default)]
     pub version: String,
-    /// `parameters`: changes after creation are not applied yet.
+    /// `parameters` (kept for the change warnings should they be listed again).
     #[serde(default)]
     pub parameters: Option<serde_json::Value>,
 }

@@ -228,6 +228,14 @@ pub fn server(pg: &Postgresql) -> impl FnMut(&Call) -> Reply + Send + 'static {
                 pg = with_version(pg.take());
                 (StatusCode::OK, pg.clone())
             }
+            // A merge patch of a pod's metadata (the rolling-update flag): the pod it makes.
+            Method::PATCH if call.path.contains("/pods/") && call.is_merge_patch() => {
+                let name = call.path.rsplit('/').next().unwrap_or_default();
+                let mut pod =
+                    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}});
+                merge(&mut pod, call.body());
+                (StatusCode::OK, with_version(pod))
+            }
             Method::PATCH if call.is_forced_apply() => {
                 (StatusCode::OK, with_version(call.body().clone()))
             }
