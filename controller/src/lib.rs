@@ -15,6 +15,7 @@ pub mod crd_registration;
 pub mod database;
 pub mod deletion;
 pub mod desired;
+pub mod drain;
 pub mod events;
 pub mod leader;
 pub mod members;

@@ -71,6 +71,10 @@ The controller's ClusterRole rules; manifests/controller/rbac.yaml grants the sa
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]
+# node drains: the masters leave a node that is cordoned or loses node_readiness_label
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["list", "watch"]
 # binding the pods' ClusterRole without holding its permissions
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["clusterroles"]

@@ -96,6 +96,13 @@ const OTHERS: &[Need] = &[
         "the members' role labels, readiness and Patroni state: Running needs a leader",
     ),
     (
+        "",
+        "nodes",
+        &[],
+        &["list", "watch"],
+        "node drains: the masters leave a node that is cordoned or loses node_readiness_label",
+    ),
+    (
         "rbac.authorization.k8s.io",
         "clusterroles",
         &["postgres-pod"],
