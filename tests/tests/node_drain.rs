@@ -2,8 +2,9 @@
 //! cordoning the node of a two-member cluster's master makes the controller switch over to the
 //! replica on another node through Patroni's REST API (role labels and the leader ConfigMap
 //! follow, an Event says so); no pod is deleted — the old master stays on the cordoned node as
-//! a streaming replica until a drain evicts it. The node is uncordoned afterwards, also when the
-//! test fails.
+//! a streaming replica until a drain evicts it. Then, outside the cluster's maintenance window,
+//! cordoning the new master's node schedules the switchover in Patroni for the window's start
+//! instead. Each node is uncordoned afterwards, also when the test fails.
 //!
 //! The only test of this file: a cordoned node is shared by every namespace, so no other test
 //! may run beside it (cargo runs the test files one after the other).
@@ -162,5 +163,62 @@ async fn cordoning_the_masters_node_switches_over_to_the_replica_and_deletes_not
         node["spec"]["unschedulable"] != true,
         "{master_node} is still cordoned"
     );
+
+    // Outside the maintenance window the move is a switchover Patroni schedules for the next
+    // window start (an hour or more away): the leader stays, Patroni's failover key holds it.
+    let hour = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        / 3600
+        + 2)
+        % 24;
+    kubectl([
+        "patch",
+        "postgresql",
+        C,
+        "-n",
+        n,
+        "--type",
+        "merge",
+        "-p",
+        &format!(r#"{{"spec":{{"maintenanceWindows":["{hour:02}:00-{hour:02}:30"]}}}}"#),
+    ])
+    .await?
+    .ok()?;
+    let cordon = Cordoned::new(&replica_node).await?;
+    let scheduled = eventually_with(
+        "an Event about the scheduled switchover",
+        TIMEOUT,
+        POLL,
+        || async {
+            let notes = events(n, "NodeDrain").await?;
+            notes
+                .into_iter()
+                .find(|m| m.contains(" scheduled for "))
+                .with_context(|| "no scheduled switchover yet".to_string())
+        },
+    )
+    .await?;
+    ensure!(
+        scheduled.starts_with(&format!(
+            "Switchover from {replica} to {old_master} (on node {master_node}) scheduled for "
+        )) && scheduled.contains(&format!("T{hour:02}:00+00, the next maintenance window")),
+        "unexpected Event: {scheduled}"
+    );
+    let failover = json(&["get", "configmap", &format!("{C}-failover"), "-n", n]).await?;
+    let key = &failover["metadata"]["annotations"];
+    ensure!(
+        key["member"] == old_master.as_str()
+            && key["scheduled_at"]
+                .as_str()
+                .is_some_and(|t| t.contains(&format!("T{hour:02}:00"))),
+        "Patroni's failover key: {key}"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    ensure!(
+        leader_annotation(n, C).await? == replica,
+        "the leader moved before the window"
+    );
+    drop(cordon);
     Ok(())
 }
