@@ -92,8 +92,8 @@ const OTHERS: &[Need] = &[
         "",
         "pods",
         &[],
-        &["list", "watch"],
-        "the members' role labels, readiness and Patroni state: Running needs a leader",
+        &["list", "watch", "patch", "delete"],
+        "the members' role labels, readiness and Patroni state: Running needs a leader; the rolling update flags pods (patch) and recreates them (delete)",
     ),
     (
         "",
