@@ -194,7 +194,7 @@ pub static NOT_YET: &[NotYet] = &[
     ),
     not_yet(
         "spec.maintenanceWindows",
-        "the operator runs no rolling updates, switchovers or major upgrades yet, so there is nothing to schedule; a changed pod setting reaches a pod whenever that pod is next recreated",
+        "only node-drain switchovers wait for a window so far (outside one they are scheduled for the next window start); major version upgrades are not run yet",
     ),
     not_yet("spec.enableLogicalBackup", NO_LOGICAL_BACKUP),
     gated(

@@ -8,6 +8,7 @@ pub mod crd;
 pub mod database;
 pub mod fields;
 pub mod labels;
+pub mod maintenance;
 pub mod naming;
 pub mod patterns;
 pub mod quantity;

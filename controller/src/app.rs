@@ -138,6 +138,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or_else(|| u16::try_from(config.workers).unwrap_or(u16::MAX));
     let pg_api: Api<Postgresql> = api(&client, ns);
     let (clusters, cluster_writer) = kube::runtime::reflector::store();
+    // Node drains: the masters leave a node turning not ready (always on, as in Zalando).
+    background.spawn(crate::drain::run(
+        client.clone(),
+        ctx.clone(),
+        clusters.clone(),
+    ));
     // A status write (ours) or another status-only change is no reason to reconcile; what is:
     // the spec (generation), labels, annotations (ownership, delete protection), finalizers and
     // deletion.

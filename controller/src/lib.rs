@@ -16,6 +16,7 @@ pub mod database;
 pub mod dcs;
 pub mod deletion;
 pub mod desired;
+pub mod drain;
 pub mod events;
 pub mod leader;
 pub mod members;

@@ -67,9 +67,13 @@ The controller's ClusterRole rules; manifests/controller/rbac.yaml grants the sa
 - apiGroups: ["acid.zalan.do"]
   resources: ["postgresteams"]
   verbs: ["list", "watch"]
-# the members' role labels, readiness and Patroni state: Running needs a leader
+# the members' role labels, readiness and Patroni state: Running needs a leader; the rolling update flags pods (patch) and recreates them (delete)
 - apiGroups: [""]
   resources: ["pods"]
+  verbs: ["list", "watch", "patch", "delete"]
+# node drains: the masters leave a node that is cordoned or loses node_readiness_label
+- apiGroups: [""]
+  resources: ["nodes"]
   verbs: ["list", "watch"]
 # binding the pods' ClusterRole without holding its permissions
 - apiGroups: ["rbac.authorization.k8s.io"]

@@ -215,6 +215,13 @@ impl Config {
             .unwrap_or(Duration::from_secs(10 * 60))
     }
 
+    /// `master_pod_move_timeout`: how long the masters on a drained node are tried to be moved
+    /// (validated by [`load`]).
+    pub fn master_pod_move_timeout(&self) -> Duration {
+        encoding::parse_duration(&self.kubernetes.master_pod_move_timeout)
+            .unwrap_or(Duration::from_secs(20 * 60))
+    }
+
     /// `repair_period` (validated by [`load`]).
     pub fn repair_period(&self) -> Duration {
         encoding::parse_duration(&self.repair_period).unwrap_or(Duration::from_secs(5 * 60))

@@ -92,8 +92,15 @@ const OTHERS: &[Need] = &[
         "",
         "pods",
         &[],
+        &["list", "watch", "patch", "delete"],
+        "the members' role labels, readiness and Patroni state: Running needs a leader; the rolling update flags pods (patch) and recreates them (delete)",
+    ),
+    (
+        "",
+        "nodes",
+        &[],
         &["list", "watch"],
-        "the members' role labels, readiness and Patroni state: Running needs a leader",
+        "node drains: the masters leave a node that is cordoned or loses node_readiness_label",
     ),
     (
         "rbac.authorization.k8s.io",

@@ -94,4 +94,18 @@ impl Patroni for Fake {
         let result = self.written();
         Box::pin(async move { result })
     }
+
+    fn scheduled_switchover<'a>(
+        &'a self,
+        address: &'a str,
+        leader: &'a str,
+        candidate: &'a str,
+        scheduled_at: &'a str,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        self.record(format!(
+            "POST /switchover {address} {leader} -> {candidate} at {scheduled_at}"
+        ));
+        let result = self.written();
+        Box::pin(async move { result })
+    }
 }

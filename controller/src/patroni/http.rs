@@ -176,6 +176,23 @@ impl Patroni for Http {
                 .map(drop)
         })
     }
+
+    fn scheduled_switchover<'a>(
+        &'a self,
+        address: &'a str,
+        leader: &'a str,
+        candidate: &'a str,
+        scheduled_at: &'a str,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let body = serde_json::json!({
+                "leader": leader, "candidate": candidate, "scheduled_at": scheduled_at
+            });
+            self.call(address, "POST /switchover", Some(&body), TIMEOUT)
+                .await
+                .map(drop)
+        })
+    }
 }
 
 #[cfg(test)]

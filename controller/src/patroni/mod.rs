@@ -168,6 +168,16 @@ pub trait Patroni: Send + Sync {
         leader: &'a str,
         candidate: &'a str,
     ) -> BoxFuture<'a, Result<(), Error>>;
+    /// `POST /switchover` from `leader` to `candidate` at `scheduled_at` (an ISO 8601 time with
+    /// an offset, e.g. `2024-05-06T01:00+00`): Patroni keeps it in the DCS and its leader runs it
+    /// then (answer 202), if the candidate is healthy at that time.
+    fn scheduled_switchover<'a>(
+        &'a self,
+        address: &'a str,
+        leader: &'a str,
+        candidate: &'a str,
+        scheduled_at: &'a str,
+    ) -> BoxFuture<'a, Result<(), Error>>;
 }
 
 #[cfg(test)]

@@ -58,7 +58,12 @@ pub enum Error {
 }
 
 /// The cluster's pods `<cluster>-0 … <cluster>-<n-1>`, from the cache.
-fn pods(ctx: &Context, namespace: &str, cluster: &str, instances: usize) -> Vec<Arc<Pod>> {
+pub(crate) fn pods(
+    ctx: &Context,
+    namespace: &str,
+    cluster: &str,
+    instances: usize,
+) -> Vec<Arc<Pod>> {
     (0..instances)
         .filter_map(|i| {
             ctx.observed
@@ -203,17 +208,12 @@ pub async fn step(
         });
         progress.since.elapsed()
     };
-    let patroni = pg.spec.patroni.as_ref();
     let input = machine::Input {
         instances,
         pods: &view,
         patroni: cluster.as_ref().map_err(String::as_str),
-        max_lag: patroni
-            .and_then(|p| p.maximum_lag_on_failover)
-            .and_then(|l| u64::try_from(l).ok())
-            .filter(|l| *l > 0)
-            .unwrap_or(DEFAULT_MAX_LAG),
-        synchronous_mode: patroni.and_then(|p| p.synchronous_mode).unwrap_or(false),
+        max_lag: max_lag(pg),
+        synchronous_mode: synchronous_mode(pg),
         waiting_for,
         timeout: config.pod_label_wait_timeout(),
     };
@@ -281,6 +281,27 @@ pub async fn step(
     Ok(Some(POLL))
 }
 
+/// The largest lag a replica may have to be promoted: the manifest's
+/// `maximum_lag_on_failover`, else Spilo's default.
+pub fn max_lag(pg: &Postgresql) -> u64 {
+    pg.spec
+        .patroni
+        .as_ref()
+        .and_then(|p| p.maximum_lag_on_failover)
+        .and_then(|l| u64::try_from(l).ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(DEFAULT_MAX_LAG)
+}
+
+/// Whether Patroni runs in synchronous mode (only a synchronous standby may be promoted).
+pub fn synchronous_mode(pg: &Postgresql) -> bool {
+    pg.spec
+        .patroni
+        .as_ref()
+        .and_then(|p| p.synchronous_mode)
+        .unwrap_or(false)
+}
+
 fn progressed(ctx: &Context, key: &str) {
     if let Some(p) = ctx.rollouts.lock().get_mut(key) {
         p.since = Instant::now();
@@ -290,7 +311,7 @@ fn progressed(ctx: &Context, key: &str) {
 
 /// Patroni's `/cluster`, asked of the pod labelled master first, then of the others; with the
 /// address that answered.
-async fn patroni_view(
+pub(crate) async fn patroni_view(
     ctx: &Context,
     config: &Config,
     pods: &[Arc<Pod>],
