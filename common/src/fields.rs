@@ -253,7 +253,6 @@ pub static NOT_YET_ON_CHANGE: &[NotOnChange] = &[
         "spec.postgresql.parameters",
         "Patroni's configuration is not updated yet: most parameters keep the values the cluster was created with, and the few Spilo sets locally (such as shared_buffers) change only when a pod is recreated",
     ),
-    on_change("spec.volume.size", "existing volumes are not resized yet"),
     on_change("spec.patroni.ttl", NO_DCS_UPDATE),
     on_change("spec.patroni.loop_wait", NO_DCS_UPDATE),
     on_change("spec.patroni.retry_timeout", NO_DCS_UPDATE),
