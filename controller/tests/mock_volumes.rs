@@ -369,3 +369,57 @@ async fn a_deleted_cluster_keeps_its_finalizer_while_its_pods_run() {
             .any(|l| l.starts_with("GET ") && l.ends_with("/statefulsets"))
     );
 }
+
+/// With owner references the garbage collector removes the owned children; the controller
+/// deletes only what it never owns: the claims (with `enable_persistent_volume_claim_deletion`)
+/// and, its pods gone, Patroni's ConfigMaps — no delete annotations needed, as in Zalando.
+#[tokio::test]
+async fn with_owner_references_only_claims_and_patroni_objects_are_deleted() {
+    let ns = "mock-vol-owned";
+    let mut pg = support::running_cluster(ns);
+    pg.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+    pg.metadata.finalizers = Some(vec![controller::deletion::FINALIZER.into()]);
+    let mut config = Config::default();
+    config.kubernetes.enable_finalizers = true;
+    config.kubernetes.enable_owner_references = true;
+    let mut cached = support::written_children(&config, &pg);
+    cached.retain(|c| !matches!(c, Cached::Pod(_)));
+    let labels = json!({"application": "spilo", "cluster-name": CLUSTER});
+    let claims = json!([{"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": format!("pgdata-{CLUSTER}-0"), "namespace": ns, "labels": labels}}]);
+    let maps: Vec<Value> = ["leader", "config", "sync", "failover", "other"]
+        .iter()
+        .map(|s| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": format!("{CLUSTER}-{s}"), "namespace": ns, "labels": labels}})
+        })
+        .collect();
+    let mut fallback = server(&pg);
+    let respond = move |call: &Call| {
+        if call.method == Method::GET && call.path.ends_with("/persistentvolumeclaims") {
+            return (
+                StatusCode::OK,
+                support::list(claims.as_array().unwrap().clone()),
+            );
+        }
+        if call.method == Method::GET && call.path.ends_with("/configmaps") {
+            return (StatusCode::OK, support::list(maps.clone()));
+        }
+        fallback(call)
+    };
+    let (result, calls) = run(pg.clone(), config, cached, respond).await;
+    assert_eq!(result.unwrap(), Action::await_change());
+    let core = format!("/api/v1/namespaces/{ns}");
+    let mut expected = vec![
+        format!("GET {core}/persistentvolumeclaims"),
+        format!("DELETE {core}/persistentvolumeclaims/pgdata-{CLUSTER}-0"),
+        format!("GET {core}/configmaps"),
+    ];
+    for s in ["leader", "config", "sync", "failover"] {
+        expected.push(format!("DELETE {core}/configmaps/{CLUSTER}-{s}"));
+    }
+    expected.push(format!(
+        "PATCH /apis/acid.zalan.do/v1/namespaces/{ns}/postgresqls/{CLUSTER}"
+    ));
+    assert_eq!(calls.lines(), expected);
+}
