@@ -243,6 +243,19 @@ static GROWN: LazyLock<Mutex<HashMap<String, (String, Instant)>>> = LazyLock::ne
 static REFUSED: LazyLock<Mutex<HashMap<String, Instant>>> = LazyLock::new(Default::default);
 /// How long either memory holds.
 const REMEMBER: Duration = Duration::from_secs(60);
+/// The warning last sent per cluster and subject (a shrink, a StorageClass): the same one is not
+/// repeated on every sync (each repeat would be an API write), a different one is, and one that
+/// went away is forgotten.
+static WARNED: LazyLock<Mutex<HashMap<String, String>>> = LazyLock::new(Default::default);
+
+fn first_time(key: &str, note: &str) -> bool {
+    let mut warned = WARNED.lock().unwrap_or_else(|p| p.into_inner());
+    warned.insert(key.to_string(), note.to_string()).as_deref() != Some(note)
+}
+
+fn forget(key: &str) {
+    WARNED.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+}
 
 fn recently(map: &Mutex<HashMap<String, (String, Instant)>>, key: &str, value: &str) -> bool {
     let map = map.lock().unwrap_or_else(|p| p.into_inner());
@@ -282,8 +295,11 @@ pub async fn sync(
         &pg.spec.volume.size,
         &mine,
     );
-    if let Some(note) = shrink_note(&plan) {
-        warn(ctx, pg, "VolumeShrinkRefused", note);
+    let shrink_key = format!("{namespace}/{}/shrink", pg.cluster_name());
+    match shrink_note(&plan) {
+        Some(note) if first_time(&shrink_key, &note) => warn(ctx, pg, "VolumeShrinkRefused", note),
+        Some(_) => {}
+        None => forget(&shrink_key),
     }
     let mut by_class: BTreeMap<Option<String>, Vec<&Grow>> = BTreeMap::new();
     for grow in &plan.grow {
@@ -291,7 +307,7 @@ pub async fn sync(
     }
     for (class, grows) in by_class {
         let refusal_key = format!(
-            "{namespace}/{}/{}",
+            "{namespace}/{}/class:{}",
             pg.cluster_name(),
             class.as_deref().unwrap_or_default()
         );
@@ -307,11 +323,14 @@ pub async fn sync(
             REFUSED
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(refusal_key, Instant::now());
+                .insert(refusal_key.clone(), Instant::now());
             let note = no_expansion_note(class.as_deref(), &grows, &plan.wanted);
-            warn(ctx, pg, "VolumeExpansionNotAllowed", note);
+            if first_time(&refusal_key, &note) {
+                warn(ctx, pg, "VolumeExpansionNotAllowed", note);
+            }
             continue;
         }
+        forget(&refusal_key);
         for grow in grows {
             grow_claim(ctx, pg, &namespace, grow, &plan.wanted).await?;
         }

@@ -172,3 +172,12 @@ fn the_expansion_warning_names_the_class_and_the_fix() {
     );
     assert!(no_expansion_note(None, &[&grow], "2Gi").starts_with("claims without a StorageClass"));
 }
+
+#[test]
+fn a_shrink_warning_is_sent_once_until_it_changes_or_goes_away() {
+    assert!(first_time("ns/once", "a"));
+    assert!(!first_time("ns/once", "a"));
+    assert!(first_time("ns/once", "b"));
+    forget("ns/once");
+    assert!(first_time("ns/once", "b"));
+}

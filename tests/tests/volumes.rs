@@ -3,7 +3,9 @@
 //! - a size increase grows both members' claims, replaces the StatefulSet (a new uid, which
 //!   owns the same pods) and restarts nothing: the same pod uids and the same
 //!   `pg_postmaster_start_time()` on every member; then a StorageClass change of the claim
-//!   template (which only a replacement can carry) restarts nothing either;
+//!   template (which only a replacement can carry) restarts nothing either; with
+//!   `persistent_volume_claim_retention_policy` `when_scaled: delete` a scale-down removes the
+//!   dropped member's claim;
 //! - deleting the cluster removes Patroni's ConfigMaps and, with
 //!   `enable_persistent_volume_claim_deletion` (the default), the claims; with it off the
 //!   claims stay.
@@ -235,6 +237,53 @@ async fn a_volume_change_replaces_the_statefulset_and_restarts_nothing() -> Resu
         "no PostgreSQL restarted"
     );
     let _ = kubectl(["delete", "storageclass", &class, "--wait=false"]).await;
+
+    // persistent_volume_claim_retention_policy when_scaled: delete reaches the StatefulSet in
+    // place (no replacement), and a scale-down then removes the dropped member's claim.
+    let master = writable_master(n, name).await?.0;
+    ensure!(master == format!("{name}-0"), "the master is {master}");
+    kubectl([
+        "patch",
+        "configmap",
+        "postgres-operator",
+        "-n",
+        n,
+        "--type=merge",
+        "-p",
+        r#"{"data": {"persistent_volume_claim_retention_policy": "when_deleted:retain,when_scaled:delete"}}"#,
+    ])
+    .await?
+    .ok()?;
+    eventually_with(
+        "the retention policy on the StatefulSet",
+        TIMEOUT,
+        POLL,
+        || async {
+            let sts = statefulset(n, name).await?;
+            let policy = &sts["spec"]["persistentVolumeClaimRetentionPolicy"];
+            ensure!(policy["whenScaled"] == "Delete", "policy {policy}");
+            Ok(sts["metadata"]["uid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string())
+        },
+    )
+    .await?;
+    apply(
+        n,
+        &with_class.replace("numberOfInstances: 2", "numberOfInstances: 1"),
+    )
+    .await?;
+    eventually_with("one member and one claim", TIMEOUT, POLL, || async {
+        let left = (pods(n, name).await?, claim_sizes(n, name).await?);
+        if left.0.len() == 1 && left.1 == [(format!("pgdata-{name}-0"), "2Gi".to_string())] {
+            Ok(())
+        } else {
+            bail!("left: {left:?}")
+        }
+    })
+    .await?;
+    assert_eq!(pods(n, name).await?[0], before_pods[0], "the master stays");
 
     // Deleting the cluster: Patroni's ConfigMaps and the claims go with it.
     ensure!(
