@@ -250,7 +250,6 @@ pub static NOT_YET_ON_CHANGE: &[NotOnChange] = &[
         "spec.postgresql.version",
         "no major version upgrade is run yet",
     ),
-    on_change("spec.volume.size", "existing volumes are not resized yet"),
     on_change(
         "spec.clone",
         "a clone source is read only when the cluster is created; the running cluster keeps its data",

@@ -409,10 +409,10 @@ fn changes_that_do_not_take_effect() {
     );
     assert_eq!(
         paths(&ignored_changes(&old, &new)),
-        ["spec.postgresql.version", "spec.volume.size"]
+        ["spec.postgresql.version"]
     );
     let warnings = change_warnings(&old, &new);
-    assert_eq!(warnings.len(), 2);
+    assert_eq!(warnings.len(), 1);
     assert_eq!(
         warnings[0],
         "spec.postgresql.version was changed, but the change will not take effect: no major version upgrade is run yet"
@@ -447,16 +447,17 @@ fn validation_reports_ignored_fields_and_ignored_changes() {
 
     // An update that changes a field whose changes do not take effect yet warns about it, as the
     // webhook sees it (the old spec as JSON) and as the typed path sees it.
-    let old = pg("volume: {size: 1Gi}");
-    let new = pg("volume: {size: 2Gi}");
+    let old = pg("clone: {cluster: acid-a}");
+    let new = pg("clone: {cluster: acid-b}");
     let verdict = admission::validate(&ctx, Operation::Update, Some(&old), &new, None);
-    let expected = "spec.volume.size was changed, but the change will not take effect: existing volumes are not resized yet";
+    let expected = "spec.clone was changed, but the change will not take effect: a clone source is read only when the cluster is created; the running cluster keeps its data";
     assert!(
         verdict.warnings.iter().any(|w| w == expected),
         "{:?}",
         verdict.warnings
     );
-    let old_spec = serde_json::json!({"volume": {"size": "1Gi"}, "postgresql": {"version": "17"}});
+    let old_spec =
+        serde_json::json!({"clone": {"cluster": "acid-a"}, "postgresql": {"version": "17"}});
     assert_eq!(
         common::fields::change_warnings_from(&old_spec, &new),
         [expected]

@@ -67,6 +67,7 @@ fn every_rule_has_a_refused_case() {
         "source-ranges",
         "version",
         "clone-version",
+        "volume-size",
         "ownership",
         "delete-protection",
     ] {

@@ -259,8 +259,14 @@ async fn watch_deletions(api: Api<Postgresql>, ctx: Arc<Context>) {
         }
         ctx.roles
             .forget(&pg.metadata.uid.clone().unwrap_or_else(|| pg.name_any()));
-        if let Err(error) = crate::deletion::cleanup(&ctx, &pg).await {
-            tracing::error!(cluster = %pg.name_any(), %error, "cleaning up the deleted cluster failed");
+        match crate::deletion::cleanup(&ctx, &pg).await {
+            Ok(crate::deletion::Cleaned::PodsRemain) => {
+                tokio::spawn(crate::deletion::finish_later(ctx.clone(), pg));
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::error!(cluster = %pg.name_any(), %error, "cleaning up the deleted cluster failed");
+            }
         }
     }
 }

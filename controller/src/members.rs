@@ -13,7 +13,9 @@ use common::config::Config;
 use common::crd::Postgresql;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Endpoints, Pod, PodSpec, PodStatus};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, Endpoints, PersistentVolumeClaim, Pod, PodSpec, PodStatus,
+};
 use kube::Client;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{ObjectRef, Store, store::WriterDropped};
@@ -41,6 +43,9 @@ pub struct Observed {
     /// Patroni's ConfigMaps (selected by the cluster labels Spilo gives them), slimmed to the
     /// leader annotation.
     pub config_maps: Store<ConfigMap>,
+    /// The data volumes' claims (the claim template gives them the cluster labels), slimmed to
+    /// their size and StorageClass ([`crate::volumes`]). They trigger nothing.
+    pub claims: Store<PersistentVolumeClaim>,
 }
 
 /// The caches and the clusters whose members changed in a way [`leader`] sees.
@@ -136,7 +141,10 @@ pub fn start(client: &Client, namespace: Option<&str>, config: &Config) -> Start
         .labels(&selector(&k8s.cluster_labels))
         .any_semantic();
     let (pods, pod_changes) = reflect::<Pod>(api(client, namespace), labels.clone());
-    let (config_maps, cm_changes) = reflect::<ConfigMap>(api(client, namespace), labels);
+    let (config_maps, cm_changes) = reflect::<ConfigMap>(api(client, namespace), labels.clone());
+    let (claims, claim_changes) = reflect::<PersistentVolumeClaim>(api(client, namespace), labels);
+    // Polled with the triggers so that the cache fills; a claim's change triggers nothing.
+    let claim_changes = claim_changes.filter_map(|_| futures::future::ready(None));
     let (pod_label, cm_label) = (
         k8s.cluster_name_label.clone(),
         k8s.cluster_name_label.clone(),
@@ -152,16 +160,26 @@ pub fn start(client: &Client, namespace: Option<&str>, config: &Config) -> Start
             futures::future::ready(cm.ok().and_then(|c| owner_of(&c, &cm_label)))
         });
     Started {
-        observed: Observed { pods, config_maps },
-        triggers: futures::stream::select(pod_triggers, cm_triggers).boxed(),
+        observed: Observed {
+            pods,
+            config_maps,
+            claims,
+        },
+        triggers: futures::stream::select_all([
+            pod_triggers.boxed(),
+            cm_triggers.boxed(),
+            claim_changes.boxed(),
+        ])
+        .boxed(),
     }
 }
 
 impl Observed {
-    /// Whether both caches have listed.
+    /// Whether every cache has listed.
     pub async fn wait_until_ready(&self) -> Result<(), WriterDropped> {
         self.pods.wait_until_ready().await?;
-        self.config_maps.wait_until_ready().await
+        self.config_maps.wait_until_ready().await?;
+        self.claims.wait_until_ready().await
     }
 
     /// The leader of `cluster`'s `instances` pods (`<cluster>-0` …), from the caches.

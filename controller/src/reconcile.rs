@@ -35,6 +35,12 @@ pub enum Error {
     /// A step of the rolling update failed; retried with backoff.
     #[error("rolling update: {0}")]
     Rollout(#[from] crate::rollout::Error),
+    /// Growing the volumes failed; retried with backoff.
+    #[error("volumes: {0}")]
+    Volumes(#[from] crate::volumes::Error),
+    /// Deleting a StatefulSet to replace it failed; retried with backoff.
+    #[error("{0}")]
+    Replace(#[from] crate::replace::Error),
 }
 
 impl Error {
@@ -44,6 +50,8 @@ impl Error {
             Error::Build(_) => "build",
             Error::Api { .. } => "api",
             Error::Rollout(_) => "rollout",
+            Error::Volumes(_) => "volumes",
+            Error::Replace(_) => "replace",
         }
     }
 }
@@ -78,9 +86,12 @@ pub async fn reconcile(pg: Arc<Postgresql>, ctx: Arc<Context>) -> Result<Action,
             .iter()
             .any(|f| f == crate::deletion::FINALIZER)
         {
-            crate::deletion::finalize(&ctx, &pg)
+            let done = crate::deletion::finalize(&ctx, &pg)
                 .await
                 .map_err(api_error("cleaning up the deleted cluster"))?;
+            if !done {
+                return Ok(Action::requeue(Duration::from_secs(2)));
+            }
         }
         return Ok(Action::await_change());
     }
@@ -104,9 +115,14 @@ pub async fn reconcile(pg: Arc<Postgresql>, ctx: Arc<Context>) -> Result<Action,
     };
 
     let changes = Changes::default();
-    let mut outcome = apply_children(&ctx, &valid, &changes, config, &namespace).await;
+    let (mut outcome, replacing) =
+        match apply_children(&ctx, &valid, &changes, config, &namespace).await {
+            Ok((pods, replacing)) => (Ok(pods), replacing),
+            Err(error) => (Err(error), None),
+        };
     let mut rolling = None;
-    if outcome.is_ok() {
+    // No pod is recreated while the StatefulSet that would recreate it is being replaced.
+    if outcome.is_ok() && replacing.is_none() {
         match rollout_step(&ctx, config, &pg, &namespace).await {
             Ok(poll) => rolling = poll,
             Err(error) => outcome = Err(error),
@@ -150,7 +166,7 @@ pub async fn reconcile(pg: Arc<Postgresql>, ctx: Arc<Context>) -> Result<Action,
     match outcome {
         // A database that failed is tried again with a back-off, not only at the next resync.
         Ok(_) => Ok(Action::requeue(
-            [retry, rolling]
+            [retry, rolling, replacing]
                 .into_iter()
                 .flatten()
                 .fold(config.resync_period(), Duration::min),
@@ -274,32 +290,68 @@ async fn invalid(
 }
 
 /// Applies every child; returns whether the database runs: the StatefulSet's pods all ready and
-/// a Patroni leader among them.
+/// a Patroni leader among them, and when to look again while the StatefulSet is being replaced.
 async fn apply_children(
     ctx: &Context,
     valid: &admission::Validated<'_>,
     changes: &Changes,
     config: &common::config::Config,
     namespace: &str,
-) -> Result<status::Pods, Error> {
+) -> Result<(status::Pods, Option<Duration>), Error> {
     let pg = valid.pg;
     let owner = config
         .kubernetes
         .enable_owner_references
         .then(|| owner_reference(pg))
         .flatten();
-    let wanted = desired::build(config, valid, owner.as_ref())?;
+    let mut wanted = desired::build(config, valid, owner.as_ref())?;
+    // The claims grow before the StatefulSet is replaced with the new claim template; claims
+    // larger than the manifest are kept, and so is their size in the template.
+    let volumes = crate::volumes::sync(ctx, config, pg, &ctx.observed.claims).await?;
+    if let Some(largest) = volumes.largest() {
+        for sts in &mut wanted.statefulsets {
+            crate::volumes::keep_size(sts, largest);
+        }
+    }
     for sts in &wanted.statefulsets {
         crate::rollout::flag(ctx, config, pg, sts)
             .await
             .map_err(Error::Rollout)?;
     }
-    children::apply_all(ctx, changes, pg, &wanted).await?;
+    let mut replacing = None;
+    for sts in &wanted.statefulsets {
+        replacing = replacing.or(crate::replace::prepare(ctx, pg, sts).await?);
+    }
+    if replacing.is_some() {
+        // Everything else is written; the StatefulSet once the old one is gone.
+        wanted.statefulsets.clear();
+    }
+    match children::apply_all(ctx, changes, pg, &wanted).await {
+        Ok(()) => {}
+        Err(Error::Api { source, .. }) if crate::replace::refused_in_place(&source) => {
+            let key = ObjectRef::new(pg.cluster_name()).within(namespace);
+            if let Some(cached) = ctx.stores.statefulsets.get(&key) {
+                let why = format!("the API server refused to update it in place ({source})");
+                crate::replace::delete(ctx, pg, &cached, &why).await?;
+            }
+            replacing = Some(crate::replace::WAIT);
+        }
+        Err(error) => return Err(error),
+    }
+    if replacing.is_some() {
+        return Ok((
+            status::Pods::Waiting(
+                "the StatefulSet is being replaced; its pods keep running".into(),
+            ),
+            replacing,
+        ));
+    }
 
     let key = ObjectRef::new(pg.cluster_name()).within(namespace);
     let Some(sts) = ctx.stores.statefulsets.get(&key) else {
-        return Ok(status::Pods::Waiting(
-            "the StatefulSet is not seen yet".into(),
+        return Ok((
+            status::Pods::Waiting("the StatefulSet is not seen yet".into()),
+            None,
         ));
     };
     let want = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
@@ -310,16 +362,22 @@ async fn apply_children(
         || ready != want
         || current != want
     {
-        return Ok(status::Pods::Waiting(format!(
-            "{ready} of {want} pods of the StatefulSet are ready"
-        )));
+        return Ok((
+            status::Pods::Waiting(format!(
+                "{ready} of {want} pods of the StatefulSet are ready"
+            )),
+            None,
+        ));
     }
-    Ok(ctx.observed.leader(
-        config,
-        &ctx.stores.endpoints,
-        namespace,
-        pg.cluster_name(),
-        want,
+    Ok((
+        ctx.observed.leader(
+            config,
+            &ctx.stores.endpoints,
+            namespace,
+            pg.cluster_name(),
+            want,
+        ),
+        None,
     ))
 }
 
@@ -393,7 +451,7 @@ pub fn error_policy(_pg: Arc<Postgresql>, error: &Error, ctx: Arc<Context>) -> A
     let repair = ctx.config.load().config.repair_period();
     match error {
         Error::Build(_) => Action::requeue(repair),
-        Error::Api { .. } | Error::Rollout(_) => {
+        Error::Api { .. } | Error::Rollout(_) | Error::Volumes(_) | Error::Replace(_) => {
             Action::requeue(repair.min(Duration::from_secs(5)))
         }
     }

@@ -433,10 +433,23 @@ async fn a_statefulset_with_another_applied_hash_is_applied() {
     assert_only_the_statefulset_is_applied(&calls, ns, &pg);
 }
 
+/// What the server lists as the cluster's labelled ConfigMaps: Patroni's four and another.
+fn patroni_config_maps(ns: &str) -> Vec<Value> {
+    ["leader", "config", "sync", "failover", "other"]
+        .iter()
+        .map(|suffix| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": format!("{CLUSTER}-{suffix}"), "namespace": ns,
+                    "labels": {"application": "spilo", "cluster-name": CLUSTER}}})
+        })
+        .collect()
+}
+
 /// Scenario 5: a cluster being deleted, with the finalizer (`enable_finalizers` on, owner
-/// references off): each kind of child is listed by the cluster's labels and every one found is
-/// deleted (a child already gone is skipped), then the finalizer is removed by a
-/// resourceVersion-guarded merge patch. One Event per deleted child.
+/// references off), whose pods are gone: each kind of child is listed by the cluster's labels
+/// and every one found is deleted (a child already gone is skipped), then Patroni's four
+/// ConfigMaps (by name, among those carrying the cluster's labels), then the finalizer is
+/// removed by a resourceVersion-guarded merge patch. One Event per deleted child.
 #[tokio::test]
 async fn a_deleted_cluster_deletes_its_children_then_drops_the_finalizer() {
     let ns = "mock-deleted-cluster";
@@ -486,6 +499,9 @@ async fn a_deleted_cluster_deletes_its_children_then_drops_the_finalizer() {
     let respond = move |call: &Call| {
         if call.method == Method::GET {
             let resource = call.path.rsplit('/').next().unwrap();
+            if resource == "configmaps" {
+                return (StatusCode::OK, support::list(patroni_config_maps(ns)));
+            }
             let items = lists
                 .iter()
                 .find(|(r, _)| *r == resource)
@@ -497,7 +513,8 @@ async fn a_deleted_cluster_deletes_its_children_then_drops_the_finalizer() {
         }
         fallback(call)
     };
-    let cached = support::written_children(&config, &pg);
+    let mut cached = support::written_children(&config, &pg);
+    cached.retain(|c| !matches!(c, support::Cached::Pod(_)));
     let (result, calls, _) = run(pg.clone(), config.clone(), cached, respond).await;
     assert_eq!(result.unwrap(), Action::await_change());
 
@@ -518,6 +535,16 @@ async fn a_deleted_cluster_deletes_its_children_then_drops_the_finalizer() {
                 deleted.push(format!("{} {name} deleted", item["kind"].as_str().unwrap()));
             }
         }
+    }
+    // Patroni's ConfigMaps, not another of the cluster's.
+    expected.push(line(Method::GET, core(ns, "configmaps")));
+    for suffix in ["leader", "config", "sync", "failover"] {
+        let name = format!("{CLUSTER}-{suffix}");
+        expected.push(line(
+            Method::DELETE,
+            format!("{}/{name}", core(ns, "configmaps")),
+        ));
+        deleted.push(format!("ConfigMap {name} deleted"));
     }
     expected.push(line(Method::PATCH, cluster_path(ns)));
     assert_eq!(calls.lines(), expected);

@@ -337,6 +337,44 @@ async fn bad_manifests_are_rejected_with_their_message() -> Result<()> {
     Ok(())
 }
 
+/// Volumes only grow: a smaller `spec.volume.size` is refused with the field and both sizes
+/// (compared by value: 2048Mi is 2Gi), a larger one passes without a "will not take effect"
+/// warning (claims are grown now).
+#[tokio::test]
+async fn a_volume_shrink_is_refused_with_both_sizes() -> Result<()> {
+    let cluster = cluster().await?;
+    let ns = TestNamespace::new(&cluster, "webhook-volume").await?;
+    let _hook = start_webhook(&ns.name, &[], None).await?;
+    let sized = |size: &str| {
+        cluster_yaml("acid-volume", 1, "").replace("size: 1Gi", &format!("size: {size}"))
+    };
+    kubectl_with_stdin(["apply", "-n", &ns.name, "-f", "-"], &sized("2Gi"))
+        .await?
+        .ok()?;
+    let out = kubectl_with_stdin(["apply", "-n", &ns.name, "-f", "-"], &sized("1Gi"))
+        .await?
+        .failed()?;
+    assert!(out.stderr.contains("denied the request"), "{out}");
+    assert!(
+        out.stderr
+            .contains("spec.volume.size: cannot shrink the volume from 2Gi to 1Gi"),
+        "{out}"
+    );
+    assert_eq!(
+        get_pg(&ns.name, "acid-volume").await?["spec"]["volume"]["size"],
+        "2Gi"
+    );
+    let same = kubectl_with_stdin(["apply", "-n", &ns.name, "-f", "-"], &sized("2048Mi"))
+        .await?
+        .ok()?;
+    assert!(!same.stderr.contains("volume"), "{same}");
+    let grown = kubectl_with_stdin(["apply", "-n", &ns.name, "-f", "-"], &sized("3Gi"))
+        .await?
+        .ok()?;
+    assert!(!grown.stderr.contains("will not take effect"), "{grown}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn delete_protection_blocks_until_annotated() -> Result<()> {
     let cluster = cluster().await?;

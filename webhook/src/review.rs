@@ -177,6 +177,7 @@ pub fn decide(
         name: o.metadata.name.as_deref().unwrap_or_default(),
         annotations: o.metadata.annotations.as_ref(),
         version: &o.spec.postgresql.version,
+        volume_size: o.spec.volume_size(),
         spec: old_spec.as_ref(),
     });
     if operation != Operation::Delete && new.is_none() {

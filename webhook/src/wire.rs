@@ -91,7 +91,7 @@ pub struct OldSpec {
     /// `teamId`.
     #[serde(default, rename = "teamId")]
     pub team_id: String,
-    /// `volume`: a changed size resizes nothing yet.
+    /// `volume`: its size may only grow (`common::rules::volume`).
     #[serde(default)]
     pub volume: Option<serde_json::Value>,
     /// `patroni` (kept for the change warnings should one of its fields be listed again).
@@ -100,6 +100,11 @@ pub struct OldSpec {
 }
 
 impl OldSpec {
+    /// `volume.size`, when it is a string.
+    pub fn volume_size(&self) -> Option<&str> {
+        self.volume.as_ref()?.get("size")?.as_str()
+    }
+
     /// The old spec as far as the warnings about changes that will not take effect read it
     /// (`common::fields::NOT_YET_ON_CHANGE`).
     pub fn changeable(&self) -> serde_json::Value {

@@ -55,10 +55,18 @@ The controller's ClusterRole rules; manifests/controller/rbac.yaml grants the sa
 - apiGroups: ["acid.zalan.do"]
   resources: ["operatorconfigurations"]
   verbs: ["get", "list", "watch"]
-# the configuration in ConfigMap form; Patroni's leader lock and infrastructure role descriptions (read only)
+# the configuration in ConfigMap form; Patroni's leader lock and infrastructure role descriptions (read); Patroni's ConfigMaps deleted with their cluster
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "delete"]
+# the data volumes' sizes (cached) and their growth to spec.volume.size (storage_resize_mode pvc or mixed)
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["watch", "patch"]
+# whether a volume's StorageClass allows expansion before it is grown
+- apiGroups: ["storage.k8s.io"]
+  resources: ["storageclasses"]
+  verbs: ["get"]
 # an infrastructure role's password copied into its cluster Secret when they differ
 - apiGroups: [""]
   resources: ["secrets"]

@@ -124,6 +124,7 @@ pub fn load(input: Input<'_>) -> Result<Loaded, InvalidConfig> {
     };
     warnings.extend(deprecation_warnings(&config));
     validate(&config).map_err(InvalidConfig)?;
+    warnings.extend(validate::warnings(&config));
     Ok(Loaded { config, warnings })
 }
 

@@ -1,7 +1,7 @@
 //! Whole-configuration validation: every problem at once, each naming option, value and remedy.
 
 use super::encoding::{parse_duration, parse_namespaced_name};
-use super::{Config, ConfigProblem};
+use super::{Config, ConfigProblem, ConfigWarning};
 use crate::patterns;
 
 /// Checks a configuration; `Err` holds every problem found.
@@ -376,6 +376,29 @@ impl Validator {
     }
 }
 
+/// Options that are valid but do not do here what they do in Zalando's operator: the
+/// administrator is told at load time (and in `--print-config`), never left to find out.
+pub fn warnings(c: &Config) -> Vec<ConfigWarning> {
+    let mut warnings = Vec::new();
+    let mode = &c.kubernetes.storage_resize_mode;
+    let message = match mode.as_str() {
+        "ebs" => Some(
+            "resizing EBS volumes needs the AWS API, which this operator does not call: volumes are not resized at all (use pvc with a StorageClass that allows volume expansion)",
+        ),
+        "mixed" => Some(
+            "changing EBS volume type, IOPS or throughput needs the AWS API, which this operator does not call: only the persistent volume claims are grown, as with pvc",
+        ),
+        _ => None,
+    };
+    if let Some(message) = message {
+        warnings.push(ConfigWarning::new(
+            "storage_resize_mode",
+            format!("storage_resize_mode {mode:?}: {message}"),
+        ));
+    }
+    warnings
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -512,6 +535,35 @@ mod tests {
                 c.max_instances = 0;
             })
             .is_empty()
+        );
+    }
+
+    #[test]
+    fn resize_modes_needing_a_cloud_api_are_warned_about() {
+        let warned = |mode: &str| {
+            let mut c = Config::default();
+            c.kubernetes.storage_resize_mode = mode.into();
+            warnings(&c)
+        };
+        assert_eq!(warned("pvc"), []);
+        assert_eq!(warned("off"), []);
+        let ebs = warned("ebs");
+        assert_eq!(ebs.len(), 1);
+        assert_eq!(ebs[0].key, "storage_resize_mode");
+        assert!(
+            ebs[0]
+                .message
+                .starts_with("storage_resize_mode \"ebs\": resizing EBS volumes needs the AWS API"),
+            "{}",
+            ebs[0].message
+        );
+        let mixed = warned("mixed");
+        assert!(
+            mixed[0]
+                .message
+                .contains("only the persistent volume claims are grown"),
+            "{}",
+            mixed[0].message
         );
     }
 }

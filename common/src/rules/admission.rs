@@ -3,7 +3,9 @@
 //! The webhook's HTTP layer only decodes the review, calls [`mutate`] or [`validate`] and encodes
 //! the answer; the controller calls [`validate`] too when it meets an object the webhook never saw.
 
-use super::{Verdict, delete_protection, instances, manifest, ownership, source_ranges, versions};
+use super::{
+    Verdict, delete_protection, instances, manifest, ownership, source_ranges, versions, volume,
+};
 use crate::config::Config;
 use crate::crd::Postgresql;
 use crate::fields::{self, IgnoredField};
@@ -42,6 +44,8 @@ pub struct Previous<'a> {
     pub annotations: Option<&'a BTreeMap<String, String>>,
     /// `spec.postgresql.version`.
     pub version: &'a str,
+    /// `spec.volume.size` (`None`: unknown, nothing to compare with).
+    pub volume_size: Option<&'a str>,
     /// The old spec, at least the subtrees of [`fields::NOT_YET_ON_CHANGE`], for the warnings
     /// about changes that will not take effect (`None`: not compared).
     pub spec: Option<&'a Value>,
@@ -53,6 +57,7 @@ impl<'a> From<&'a Postgresql> for Previous<'a> {
             name: pg.cluster_name(),
             annotations: pg.metadata.annotations.as_ref(),
             version: &pg.spec.postgresql.version,
+            volume_size: Some(&pg.spec.volume.size),
             spec: None,
         }
     }
@@ -274,6 +279,12 @@ pub fn validate_change(
         old.map(|o| o.version),
         new,
     ));
+    if operation == Operation::Update {
+        v.merge(volume::check_size_change(
+            old.and_then(|o| o.volume_size),
+            &new.spec.volume.size,
+        ));
+    }
     if operation == Operation::Create && new.spec.clone.is_some() {
         v.merge(versions::check_clone_version(new, clone_source_version));
     }

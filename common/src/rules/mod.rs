@@ -10,5 +10,6 @@ pub mod ownership;
 pub mod source_ranges;
 mod verdict;
 pub mod versions;
+pub mod volume;
 
 pub use verdict::{Verdict, Violation};

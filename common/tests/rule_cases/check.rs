@@ -14,7 +14,13 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// The rules `validate` runs besides `manifest::check_manifest`.
-const OUTSIDE_CHECK_MANIFEST: &[&str] = &["ownership", "source-ranges", "version", "clone-version"];
+const OUTSIDE_CHECK_MANIFEST: &[&str] = &[
+    "ownership",
+    "source-ranges",
+    "version",
+    "clone-version",
+    "volume-size",
+];
 
 /// What the rules said, in the case format (so a failure can be pasted as the expectation).
 #[derive(Debug, Serialize)]

@@ -8,7 +8,7 @@
 //! in [`crate::desired`] do not fill, or that has no cache slimming ([`crate::stores::Slim`]),
 //! does not compile.
 
-mod ops;
+pub(crate) mod ops;
 pub mod rbac;
 
 pub use ops::Changes;
@@ -226,14 +226,21 @@ macro_rules! children {
         }
 
         /// Deletes a deleted cluster's children that the configuration says go with it, in the
-        /// reverse order of writing: the StatefulSet (and so the pods) first.
-        pub async fn delete_all(ctx: &Context, pg: &Postgresql, config: &Config) -> kube::Result<()> {
+        /// reverse order of writing: the StatefulSet (and so the pods) first. With
+        /// `garbage_collected` (owner references) only the kinds the garbage collector does not
+        /// remove: those never given an owner reference ([`EXTRA`], the claims).
+        pub async fn delete_all(
+            ctx: &Context,
+            pg: &Postgresql,
+            config: &Config,
+            garbage_collected: bool,
+        ) -> kube::Result<()> {
             let labels = selector(&common::labels::selector_labels(config, pg.cluster_name()));
             let last = KINDS.iter().map(|k| k.stage).max().unwrap_or(0);
             for stage in (0..=last).rev() {
                 $(
                     let kind = row(stringify!($field));
-                    if kind.stage == stage && removed(kind.removal, config) {
+                    if !garbage_collected && kind.stage == stage && removed(kind.removal, config) {
                         ops::delete_labelled::<$kind>(ctx, pg, &labels).await?;
                     }
                 )*

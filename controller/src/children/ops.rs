@@ -173,6 +173,28 @@ pub async fn delete_labelled<K: ChildObject>(
     Ok(())
 }
 
+/// Deletes the objects of kind `K` in the cluster's namespace that carry its labels and have one
+/// of `names` (objects others made for the cluster, such as Patroni's).
+pub async fn delete_named<K: ChildObject>(
+    ctx: &Context,
+    pg: &Postgresql,
+    labels: &str,
+    names: &[String],
+) -> kube::Result<()> {
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &pg.namespace().unwrap_or_default());
+    let kind = DeletedKind {
+        api_version: K::api_version(&()).into_owned(),
+        kind: K::kind(&()).into_owned(),
+        plural: K::plural(&()).into_owned(),
+    };
+    for object in api.list(&ListParams::default().labels(labels)).await? {
+        if names.contains(&object.name_any()) {
+            delete_one(ctx, pg, &api, &object, &kind).await?;
+        }
+    }
+    Ok(())
+}
+
 /// [`delete_labelled`] for a kind without a Rust type in the table ([`super::EXTRA`]).
 pub async fn delete_extra(
     ctx: &Context,

@@ -417,7 +417,7 @@ pub fn statefulset(
         crate::rollout::template::FINGERPRINT.into(),
         crate::rollout::template::fingerprint(&template, config.enable_lazy_spilo_upgrade),
     );
-    Ok(StatefulSet {
+    let mut sts = StatefulSet {
         metadata: meta(
             pg,
             statefulset_name(cluster),
@@ -443,7 +443,10 @@ pub fn statefulset(
             ..StatefulSetSpec::default()
         }),
         status: None,
-    })
+    };
+    // What tells a change that needs a replacement (see `crate::replace`).
+    crate::replace::stamp(&mut sts);
+    Ok(sts)
 }
 
 #[cfg(test)]

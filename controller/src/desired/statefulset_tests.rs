@@ -37,11 +37,19 @@ fn minimal_shape() {
     let labels = sts.metadata.labels.as_ref().unwrap();
     assert_eq!(labels.len(), 3);
     assert_eq!(labels["team"], "acid");
-    // Only the pod template's fingerprint, which decides the rolling update.
+    // Only the pod template's fingerprint, which decides the rolling update, and the immutable
+    // parts' digests, which decide a replacement.
     let annotations = sts.metadata.annotations.as_ref().unwrap();
     assert_eq!(
         annotations.keys().collect::<Vec<_>>(),
-        [crate::rollout::template::FINGERPRINT]
+        [
+            crate::replace::IMMUTABLE,
+            crate::rollout::template::FINGERPRINT
+        ]
+    );
+    assert_eq!(
+        annotations[crate::replace::IMMUTABLE],
+        crate::replace::fingerprint(sts.spec.as_ref().unwrap())
     );
     let spec = sts.spec.as_ref().unwrap();
     assert_eq!(spec.replicas, Some(2));
@@ -323,7 +331,7 @@ fn fixture_cluster() {
         (Some("Delete"), Some("Retain"))
     );
     assert_eq!(sts.metadata.labels.as_ref().unwrap()["environment"], "test");
-    assert_eq!(sts.metadata.annotations.as_ref().unwrap().len(), 2);
+    assert_eq!(sts.metadata.annotations.as_ref().unwrap().len(), 3);
     assert_eq!(
         sts.metadata.annotations.as_ref().unwrap()["owner"],
         "db-team"

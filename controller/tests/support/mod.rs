@@ -18,7 +18,9 @@ use controller::metrics::Metrics;
 use controller::stores::Slim;
 use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Endpoints, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
@@ -303,6 +305,8 @@ pub enum Cached {
     Pod(Pod),
     /// Observed, never written: Patroni's ConfigMaps.
     ConfigMap(ConfigMap),
+    /// Observed, patched to grow: a data volume's claim.
+    Claim(PersistentVolumeClaim),
 }
 
 macro_rules! cached_from {
@@ -323,7 +327,8 @@ cached_from!(
     ServiceAccount(ServiceAccount),
     RoleBinding(RoleBinding),
     Pod(Pod),
-    ConfigMap(ConfigMap)
+    ConfigMap(ConfigMap),
+    Claim(PersistentVolumeClaim)
 );
 
 impl Cached {
@@ -339,6 +344,7 @@ impl Cached {
             Cached::RoleBinding(o) => format!("RoleBinding/{}", o.name_any()),
             Cached::Pod(o) => format!("Pod/{}", o.name_any()),
             Cached::ConfigMap(o) => format!("ConfigMap/{}", o.name_any()),
+            Cached::Claim(o) => format!("PersistentVolumeClaim/{}", o.name_any()),
         }
     }
 }
@@ -374,6 +380,7 @@ pub fn context(client: Client, mut config: Config, cached: Vec<Cached>) -> Arc<C
     let mut rb: Vec<RoleBinding> = Vec::new();
     let mut pods: Vec<Pod> = Vec::new();
     let mut cms: Vec<ConfigMap> = Vec::new();
+    let mut claims: Vec<PersistentVolumeClaim> = Vec::new();
     for object in cached {
         match object {
             Cached::StatefulSet(o) => sts.push(o),
@@ -385,11 +392,13 @@ pub fn context(client: Client, mut config: Config, cached: Vec<Cached>) -> Arc<C
             Cached::RoleBinding(o) => rb.push(o),
             Cached::Pod(o) => pods.push(o),
             Cached::ConfigMap(o) => cms.push(o),
+            Cached::Claim(o) => claims.push(o),
         }
     }
     let observed = controller::members::Observed {
         pods: store(pods),
         config_maps: store(cms),
+        claims: store(claims),
     };
     let stores = Stores {
         statefulsets: store(sts),

@@ -311,7 +311,10 @@ option_group! {
         pub pod_management_policy: String = s("ordered_ready"),
         /// HTTP readiness probe on Patroni's /readiness.
         pub enable_readiness_probe: bool = false,
-        /// How volumes are resized: pvc, ebs, mixed or off.
+        /// How volumes are resized: pvc (the persistent volume claims grow to spec.volume.size;
+        /// the default), off, or ebs and mixed, which need the AWS API this operator does not
+        /// call: ebs resizes nothing and mixed only grows the claims (a configuration warning
+        /// says so).
         #[schemars(extend("enum" = ["pvc", "ebs", "mixed", "off"]))]
         pub storage_resize_mode: String = s("pvc"),
     }
