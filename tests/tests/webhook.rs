@@ -265,11 +265,24 @@ async fn clamps_defaults_and_warns_and_dry_run_works() -> Result<()> {
     )
     .await?
     .ok()?;
+    // A larger volume now takes effect (the claims grow): no warning about it.
     assert!(
-        resized.stderr.contains(
-            "Warning: spec.volume.size was changed, but the change will not take effect: existing volumes are not resized yet"
-        ),
+        !resized.stderr.contains("spec.volume.size was changed"),
         "{resized}"
+    );
+    let upgraded = kubectl_with_stdin(
+        ["apply", "-n", &ns.name, "-f", "-"],
+        &cluster_yaml("acid-ignored", 1, "  enableLogicalBackup: true\n")
+            .replace("size: 1Gi", "size: 2Gi")
+            .replace("version: \"17\"", "version: \"18\""),
+    )
+    .await?
+    .ok()?;
+    assert!(
+        upgraded.stderr.contains(
+            "Warning: spec.postgresql.version was changed, but the change will not take effect: no major version upgrade is run yet"
+        ),
+        "{upgraded}"
     );
     Ok(())
 }
