@@ -34,7 +34,7 @@ pub struct Slot {
     /// What `kubectl logs`/`exec` need of it, once started.
     pub io: Option<ContainerIo>,
     /// Keeps the CRI copy of the log going while the container lives.
-    _mirror: Option<Mirror>,
+    pub mirror: Option<Mirror>,
     /// When a container that failed to prepare is tried again.
     retry_at: Option<Instant>,
     failures: u32,
@@ -130,7 +130,7 @@ impl Slot {
             sup: None,
             readiness: Readiness::Running,
             io: None,
-            _mirror: None,
+            mirror: None,
             retry_at: None,
             failures: 0,
         }
@@ -155,7 +155,7 @@ impl Slot {
                         previous_log: m.path(true).to_path_buf(),
                         exec: Some(exec),
                     });
-                    self._mirror = Some(m);
+                    self.mirror = Some(m);
                 }
                 if readiness == Readiness::Patroni {
                     let pod_name = pod.metadata.name.clone().unwrap_or_default();

@@ -14,6 +14,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::task::JoinHandle;
@@ -197,6 +198,7 @@ fn remove_if_present(path: &Path) -> io::Result<()> {
 pub struct Mirror {
     current: PathBuf,
     previous: PathBuf,
+    follower: Arc<Mutex<Follower>>,
     task: JoinHandle<()>,
 }
 
@@ -204,13 +206,15 @@ impl Mirror {
     /// Mirrors the supervisor's log directory `source` into `out`; a failure is logged and the
     /// mirror keeps trying (a full disk must not take the pod down).
     pub fn start(source: PathBuf, out: PathBuf, what: String) -> io::Result<Mirror> {
-        let mut follower = Follower::new(source, out)?;
+        let follower = Follower::new(source, out)?;
         let (current, previous) = (follower.path(false), follower.path(true));
+        let follower = Arc::new(Mutex::new(follower));
+        let polled = follower.clone();
         let task = tokio::spawn(async move {
             let mut failing = false;
             loop {
                 // Small reads of local files: not worth a blocking thread per poll.
-                match follower.step(SystemTime::now()) {
+                match step(&polled) {
                     Ok(()) => failing = false,
                     Err(e) if !failing => {
                         failing = true;
@@ -224,8 +228,16 @@ impl Mirror {
         Ok(Mirror {
             current,
             previous,
+            follower,
             task,
         })
+    }
+
+    /// Catches up at once. The runner calls it before it reports a container's status, so a
+    /// restart shown in the pod's status already has its `previous.log` (as with a kubelet);
+    /// an error is left to the polling task to report.
+    pub fn sync(&self) {
+        let _ = step(&self.follower);
     }
 
     pub fn path(&self, previous: bool) -> &Path {
@@ -235,6 +247,12 @@ impl Mirror {
             &self.current
         }
     }
+}
+
+fn step(follower: &Mutex<Follower>) -> io::Result<()> {
+    // A panic while stepping leaves nothing half-done that a later step cannot mend.
+    let mut f = follower.lock().unwrap_or_else(|e| e.into_inner());
+    f.step(SystemTime::now())
 }
 
 impl Drop for Mirror {

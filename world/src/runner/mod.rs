@@ -202,6 +202,9 @@ async fn pod_task(ctx: Arc<Context>, mut updates: watch::Receiver<Option<Pod>>) 
         for slot in slots.iter_mut() {
             if let Some(sup) = &slot.sup {
                 let status = sup.status();
+                if let Some(m) = &slot.mirror {
+                    m.sync();
+                }
                 let ready = status.is_running() && slot.readiness.ready(&ip).await;
                 slot.known = Known::Run { status, ready };
             }
