@@ -78,6 +78,10 @@ pub static ACTED_ON: &[&str] = &[
     "spec.allowedSourceRanges",
     "spec.schedulerName",
     "spec.nodeAffinity",
+    // What Zalando gates with them: a changed major version in the pod template and the major
+    // version upgrade (controller/src/upgrade), the switchover off a drained node
+    // (controller/src/drain).
+    "spec.maintenanceWindows",
     "spec.topologySpreadConstraints",
     "spec.tolerations",
     "spec.livenessProbe",
@@ -192,10 +196,6 @@ pub static NOT_YET: &[NotYet] = &[
         NO_POOLER_SERVICE,
         When::ReplicaPooler,
     ),
-    not_yet(
-        "spec.maintenanceWindows",
-        "only node-drain switchovers wait for a window so far (outside one they are scheduled for the next window start); major version upgrades are not run yet",
-    ),
     not_yet("spec.enableLogicalBackup", NO_LOGICAL_BACKUP),
     gated(
         "spec.logicalBackupRetention",
@@ -246,10 +246,6 @@ const fn on_change(path: &'static str, reason: &'static str) -> NotOnChange {
 /// too) and `spec.patroni.pg_hba` (Patroni's local configuration, applied when a pod is
 /// recreated).
 pub static NOT_YET_ON_CHANGE: &[NotOnChange] = &[
-    on_change(
-        "spec.postgresql.version",
-        "no major version upgrade is run yet",
-    ),
     on_change(
         "spec.clone",
         "a clone source is read only when the cluster is created; the running cluster keeps its data",

@@ -187,7 +187,6 @@ fn complete_manifest() {
             "spec.volume.iops",
             "spec.volume.throughput",
             "spec.volume.type",
-            "spec.maintenanceWindows",
             "spec.tls",
             "spec.additionalVolumes",
             "spec.streams",
@@ -292,10 +291,6 @@ const SAMPLES: &[(&str, &str)] = &[
     (
         "spec.replicaPoolerNodePort",
         "enableReplicaConnectionPooler: true\nreplicaPoolerNodePort: 30002",
-    ),
-    (
-        "spec.maintenanceWindows",
-        "maintenanceWindows: [\"01:00-02:00\"]",
     ),
     ("spec.enableLogicalBackup", "enableLogicalBackup: true"),
     (
@@ -407,16 +402,9 @@ fn changes_that_do_not_take_effect() {
     let new = pg(
         "postgresql: {version: \"17\", parameters: {max_connections: \"200\"}}\npatroni: {ttl: 20}\nvolume: {size: 2Gi}\nnumberOfInstances: 3",
     );
-    assert_eq!(
-        paths(&ignored_changes(&old, &new)),
-        ["spec.postgresql.version"]
-    );
-    let warnings = change_warnings(&old, &new);
-    assert_eq!(warnings.len(), 1);
-    assert_eq!(
-        warnings[0],
-        "spec.postgresql.version was changed, but the change will not take effect: no major version upgrade is run yet"
-    );
+    // A raised major version is upgraded in place (controller/src/upgrade).
+    assert_eq!(ignored_changes(&old, &new), []);
+    assert_eq!(change_warnings(&old, &new), Vec::<String>::new());
 }
 
 /// The admission rules carry the field warnings (so the webhook sends them), and the controller's

@@ -75,6 +75,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         patroni: Arc::new(crate::patroni::http::Http::default()),
         rollouts: Default::default(),
         patroni_config: Default::default(),
+        exec: Arc::new(crate::upgrade::exec::Kube(client.clone())),
+        upgrades: Default::default(),
         events: Events::start(client.clone(), reporter, metrics.events_dropped.clone()),
         metrics,
         caches_ready: AtomicBool::new(false),

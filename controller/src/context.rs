@@ -35,6 +35,10 @@ pub struct Context {
     pub rollouts: crate::rollout::Memo,
     /// How far each cluster's Patroni configuration and restarts got ([`crate::dcs`]).
     pub patroni_config: crate::dcs::step::Memo,
+    /// Commands in pods' containers (the major version upgrade's script).
+    pub exec: Arc<dyn crate::upgrade::exec::Exec>,
+    /// What each cluster's major version upgrade last saw ([`crate::upgrade`]).
+    pub upgrades: crate::upgrade::Memo,
     /// Event publisher.
     pub events: Events,
     /// Metrics.

@@ -30,4 +30,5 @@ pub mod rollout;
 pub mod status;
 pub mod stores;
 pub mod teams_api;
+pub mod upgrade;
 pub mod volumes;

@@ -57,7 +57,8 @@ pub struct Started {
 }
 
 /// Pods keep their labels, Patroni's member status, the rolling-update flag, the Ready
-/// condition and IP, their node and the image of the `postgres` container.
+/// condition and IP, their node, the image of the `postgres` container and the major it is
+/// told to run.
 impl Slim for Pod {
     fn slim(&mut self) {
         let meta = &mut self.metadata;
@@ -72,6 +73,7 @@ impl Slim for Pod {
                 .into_iter()
                 .filter(|c| c.name == POSTGRES_CONTAINER)
                 .map(|c| Container {
+                    env: crate::upgrade::version::slim_env(&c),
                     name: c.name,
                     image: c.image,
                     ..Default::default()

@@ -142,7 +142,15 @@ pub async fn reconcile(pg: Arc<Postgresql>, ctx: Arc<Context>) -> Result<Action,
         Ok(status::Pods::Running(leader)) => {
             let patroni = crate::dcs::sync(&ctx, config, &pg, leader).await;
             let (database, retry) = sync_database(&ctx, config, &pg, leader).await;
-            (database, retry.into_iter().chain(patroni).min())
+            // Last, as in Zalando: the upgrade needs the rolling update done.
+            let upgrade = match rolling {
+                None => crate::upgrade::sync(&ctx, config, &pg, instances(&ctx, &pg)).await,
+                Some(_) => None,
+            };
+            (
+                database,
+                retry.into_iter().chain(patroni).chain(upgrade).min(),
+            )
         }
         _ => (status::Database::NotYet, None),
     };
@@ -305,6 +313,7 @@ async fn apply_children(
         .then(|| owner_reference(pg))
         .flatten();
     let mut wanted = desired::build(config, valid, owner.as_ref())?;
+    hold_version(ctx, config, pg, namespace, &mut wanted.statefulsets);
     // The claims grow before the StatefulSet is replaced with the new claim template; claims
     // larger than the manifest are kept, and so is their size in the template.
     let volumes = crate::volumes::sync(ctx, config, pg, &ctx.observed.claims).await?;
@@ -379,6 +388,44 @@ async fn apply_children(
         ),
         None,
     ))
+}
+
+/// Keeps the major version the pods run in their template while no maintenance window is open
+/// and the change has not begun ([`crate::upgrade::version`]).
+fn hold_version(
+    ctx: &Context,
+    config: &common::config::Config,
+    pg: &Postgresql,
+    namespace: &str,
+    statefulsets: &mut [k8s_openapi::api::apps::v1::StatefulSet],
+) {
+    let gate = crate::upgrade::gate(config, pg);
+    if gate == common::maintenance::Gate::Open {
+        return;
+    }
+    let desired = desired::env::desired_version(config, pg);
+    let pods = crate::rollout::pods(ctx, namespace, pg.cluster_name(), instances(ctx, pg));
+    let majors: Vec<Option<String>> = pods
+        .iter()
+        .map(|p| crate::upgrade::version::pod_major(p))
+        .collect();
+    if let Some(kept) = crate::upgrade::version::held(&desired, &majors, gate) {
+        tracing::info!(cluster = %pg.name_any(), %kept, %desired, "major version change held until a maintenance window");
+        for sts in statefulsets {
+            crate::upgrade::version::hold(sts, &kept);
+        }
+    }
+}
+
+/// The StatefulSet's replicas, from the cache (1 when it is not seen).
+fn instances(ctx: &Context, pg: &Postgresql) -> usize {
+    let key = ObjectRef::new(pg.cluster_name()).within(&pg.namespace().unwrap_or_default());
+    ctx.stores
+        .statefulsets
+        .get(&key)
+        .and_then(|s| s.spec.as_ref()?.replicas)
+        .unwrap_or(1)
+        .max(0) as usize
 }
 
 /// The rolling update's next step, when the StatefulSet is seen; returns when to look again.

@@ -79,6 +79,10 @@ The controller's ClusterRole rules; manifests/controller/rbac.yaml grants the sa
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch", "patch", "delete"]
+# the major version upgrade runs Spilo's upgrade script in the primary's postgres container (create; get is what API servers before 1.35 check for a WebSocket exec)
+- apiGroups: [""]
+  resources: ["pods/exec"]
+  verbs: ["create", "get"]
 # node drains: the masters leave a node that is cordoned or loses node_readiness_label
 - apiGroups: [""]
   resources: ["nodes"]

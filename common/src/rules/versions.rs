@@ -60,11 +60,27 @@ pub fn check_version_from(config: &Config, old_version: Option<&str>, new: &Post
                     "spec.postgresql.version raised from {before} to {after}, but major_version_upgrade_mode is off and team {:?} is not in major_version_upgrade_team_allow_list: no upgrade will run and the cluster keeps running {before}",
                     new.spec.team_id
                 ));
+            } else if let Some(windows) = windows(config, new) {
+                v.warn(format!(
+                    "spec.postgresql.version raised from {before} to {after}: the pods' rolling update and the in-place upgrade run only inside the maintenance windows ({windows})"
+                ));
             }
         }
         _ => {}
     }
     v
+}
+
+/// The maintenance windows that gate an upgrade of `pg`, as written; `None` when none does.
+fn windows(config: &Config, pg: &Postgresql) -> Option<String> {
+    if !config.enable_maintenance_windows {
+        return None;
+    }
+    let windows = match pg.spec.maintenance_windows.as_deref() {
+        Some(w) if !w.is_empty() => w,
+        _ => &config.maintenance_windows,
+    };
+    (!windows.is_empty()).then(|| windows.join(", "))
 }
 
 /// A clone used as an upgrade path must not declare an older major than its source.

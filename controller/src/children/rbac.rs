@@ -111,6 +111,13 @@ const OTHERS: &[Need] = &[
     ),
     (
         "",
+        "pods/exec",
+        &[],
+        &["create", "get"],
+        "the major version upgrade runs Spilo's upgrade script in the primary's postgres container (create; get is what API servers before 1.35 check for a WebSocket exec)",
+    ),
+    (
+        "",
         "nodes",
         &[],
         &["list", "watch"],

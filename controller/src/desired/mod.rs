@@ -8,7 +8,7 @@
 //! Quantities are emitted in the API server's canonical form ([`common::quantity::canonical`]), so a
 //! StatefulSet read back from the server compares equal to a freshly built one.
 
-mod env;
+pub(crate) mod env;
 pub mod pdb;
 pub mod rbac;
 mod resources;

@@ -430,6 +430,8 @@ pub fn context(client: Client, mut config: Config, cached: Vec<Cached>) -> Arc<C
         patroni: Arc::new(patroni_in_line()),
         rollouts: Default::default(),
         patroni_config: Default::default(),
+        exec: Arc::new(controller::upgrade::exec::Recorded::default()),
+        upgrades: Default::default(),
         events: Events::start(client, reporter, metrics.events_dropped.clone()),
         metrics,
         caches_ready: AtomicBool::new(true),
