@@ -312,6 +312,14 @@ pub fn prepare(
         ),
         ("HOME".to_string(), run_dir.display().to_string()),
         ("PGHOST".to_string(), run_dir.display().to_string()),
+        // Spilo's /scripts/inplace_upgrade.py, answered by the world (see crate::upgrade).
+        (
+            "PYTHONPATH".to_string(),
+            crate::upgrade::python_path(
+                &crate::upgrade::hook_dir(&ctx.state_dir),
+                spilo::get(&env, "PYTHONPATH"),
+            ),
+        ),
     ]);
     let exec = ExecTarget {
         work_dir: run_dir.clone(),
