@@ -16,6 +16,7 @@
 
 pub mod decide;
 pub mod io;
+mod replicas;
 mod run;
 
 use std::path::{Path, PathBuf};

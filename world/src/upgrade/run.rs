@@ -18,21 +18,22 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::decide::{self, InitdbSettings, MemberView, UpgradeError};
+use super::decide::{self, InitdbSettings, UpgradeError};
 use super::io::{self, Pg, log, poll};
+use super::replicas;
 use crate::majors;
 
 /// A member's Patroni configuration as the pod runner wrote it (`<run dir>/patroni.yml`).
-struct Member {
-    name: String,
-    config_path: PathBuf,
-    config: Value,
-    data_dir: PathBuf,
-    bin_dir: PathBuf,
+pub(super) struct Member {
+    pub(super) name: String,
+    pub(super) config_path: PathBuf,
+    pub(super) config: Value,
+    pub(super) data_dir: PathBuf,
+    pub(super) bin_dir: PathBuf,
     /// `ip:port` of its REST API.
-    api: String,
+    pub(super) api: String,
     /// Its own server through its socket folder (the run dir).
-    pg: Pg,
+    pub(super) pg: Pg,
 }
 
 fn text<'a>(config: &'a Value, pointer: &str) -> Result<&'a str, UpgradeError> {
@@ -44,7 +45,7 @@ fn text<'a>(config: &'a Value, pointer: &str) -> Result<&'a str, UpgradeError> {
 }
 
 impl Member {
-    fn load(config_path: PathBuf) -> Result<Member, UpgradeError> {
+    pub(super) fn load(config_path: PathBuf) -> Result<Member, UpgradeError> {
         let yaml = std::fs::read_to_string(&config_path)
             .map_err(|e| UpgradeError::step(format!("reading {}", config_path.display()), e))?;
         let config: Value = serde_yaml::from_str(&yaml)
@@ -74,7 +75,7 @@ impl Member {
     }
 
     /// Writes the configuration with `bin_dir` pointing at `bin`.
-    fn point_at(&mut self, bin: &Path) -> Result<(), UpgradeError> {
+    pub(super) fn point_at(&mut self, bin: &Path) -> Result<(), UpgradeError> {
         decide::set_bin_dir(&mut self.config, &bin.display().to_string())?;
         let yaml = serde_yaml::to_string(&self.config)
             .map_err(|e| UpgradeError::step("patroni.yml", e))?;
@@ -83,7 +84,7 @@ impl Member {
 }
 
 /// `path` with `suffix` appended to its last component (`data` → `data_new`).
-fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+pub(super) fn suffixed(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)
@@ -140,7 +141,7 @@ pub fn upgrade(args: &[String]) -> Result<String, UpgradeError> {
     let mut others = Vec::new();
     for replica in &replicas {
         decide::replica_streams(&replica.name, &senders)?;
-        others.push(replica_member(replica, &me, &password)?);
+        others.push(replicas::member(replica, &me, &password)?);
     }
     log(
         "INFO",
@@ -181,55 +182,18 @@ pub fn upgrade(args: &[String]) -> Result<String, UpgradeError> {
         });
     }
 
-    set_pause(&me, true)?;
+    if let Err(e) = set_pause(&me, true) {
+        // The pause may have reached the DCS without every member confirming it in time.
+        let _ = set_pause(&me, false);
+        io::remove_dir(&new_data)?;
+        return Err(e);
+    }
     let outcome = paused(me, others, &running, &wanted, &new_bin, &scope, &namespace);
     let resumed = set_pause(&Member::load(here.join("patroni.yml"))?, false);
     let message = outcome?;
     resumed?;
     io::remove_dir(&work)?;
     Ok(message)
-}
-
-/// The members other than this one, with their configuration found through their own answer
-/// (`unix_socket_directories` is the run dir that holds their `patroni.yml`).
-fn replica_member(view: &MemberView, me: &Member, password: &str) -> Result<Member, UpgradeError> {
-    let refuse = |reason: String| UpgradeError::Replica {
-        member: view.name.clone(),
-        reason,
-    };
-    let address = io::api_address(&view.api_url)
-        .ok_or_else(|| refuse(format!("api_url {:?}", view.api_url)))?;
-    io::http(&address, "GET", "/patroni", None, Duration::from_secs(2))
-        .ok()
-        .filter(|(status, _)| *status == 200)
-        .ok_or_else(|| refuse("Patroni's REST API does not answer 200".into()))?;
-    // The primary's own psql reads these.
-    let remote = Pg {
-        bin: me.bin_dir.clone(),
-        host: view.host.clone(),
-        port: view.port,
-        user: me.pg.user.clone(),
-        password: Some(password.to_string()),
-    };
-    let answer = remote
-        .query(
-            "postgres",
-            "SELECT pg_catalog.pg_is_in_recovery(), pg_catalog.current_setting('unix_socket_directories')",
-        )
-        .map_err(|e| refuse(e.to_string()))?;
-    let (recovery, socket_dir) = answer.split_once('|').unwrap_or((answer.as_str(), ""));
-    if recovery != "t" {
-        return Err(refuse("PostgreSQL is not running as a replica".into()));
-    }
-    let member = Member::load(Path::new(socket_dir).join("patroni.yml"))
-        .map_err(|e| refuse(e.to_string()))?;
-    if member.name != view.name {
-        return Err(refuse(format!(
-            "its run dir holds the configuration of {}",
-            member.name
-        )));
-    }
-    Ok(member)
 }
 
 /// Encoding, locales, provider and checksums of the running old cluster.
@@ -365,7 +329,7 @@ fn set_pause(me: &Member, pause: bool) -> Result<(), UpgradeError> {
 }
 
 /// Stops a member's server (fast) and makes sure it shut down cleanly.
-fn stop_server(member: &Member) -> Result<(), UpgradeError> {
+pub(super) fn stop_server(member: &Member) -> Result<(), UpgradeError> {
     let step = format!("stopping PostgreSQL of {}", member.name);
     io::stop_postmaster(&member.data_dir, Duration::from_secs(600))?;
     let control = io::run(
@@ -511,7 +475,7 @@ fn paused(
         problems.push("vacuumdb --analyze-in-stages failed".into());
     }
     for mut replica in others {
-        match recreate_replica(&me, &mut replica, new_bin, &sysid) {
+        match replicas::recreate(&me, &mut replica, new_bin, &sysid) {
             Ok(()) => log(
                 "INFO",
                 &format!(
@@ -552,57 +516,4 @@ fn update_extensions(pg: &Pg) -> Result<(), UpgradeError> {
         }
     }
     Ok(())
-}
-
-/// Makes a replica again from the upgraded primary (where Spilo rsyncs the replica's data
-/// against the primary's hard links): its server stopped, its data moved aside, its Patroni
-/// pointed at the new binaries and restarted, then Patroni's own reinitialize from the leader
-/// (`pg_basebackup` of the new major); done once it streams with the new system identifier.
-fn recreate_replica(
-    primary: &Member,
-    replica: &mut Member,
-    new_bin: &Path,
-    sysid: &str,
-) -> Result<(), UpgradeError> {
-    let step = format!("making replica {} again", replica.name);
-    stop_server(replica)?;
-    let old_data = suffixed(&replica.data_dir, "_old");
-    io::remove_dir(&old_data)?;
-    io::rename(&replica.data_dir, &old_data)?;
-    replica.point_at(new_bin)?;
-    io::restart_patroni(&replica.config_path)?;
-    poll(Duration::from_secs(90), Duration::from_millis(500), || {
-        io::get_json(&replica.api, "/patroni").ok()
-    })
-    .ok_or_else(|| UpgradeError::step(&step, "Patroni's REST API did not answer within 90 s"))?;
-    poll(Duration::from_secs(30), Duration::from_secs(1), || {
-        io::http(
-            &replica.api,
-            "POST",
-            "/reinitialize",
-            Some(&json!({"from_leader": true})),
-            Duration::from_secs(10),
-        )
-        .ok()
-        .filter(|(status, _)| *status == 200)
-    })
-    .ok_or_else(|| UpgradeError::step(&step, "POST /reinitialize was refused for 30 s"))?;
-    poll(Duration::from_secs(120), Duration::from_secs(1), || {
-        let status = io::get_json(&replica.api, "/patroni").ok()?;
-        let same = status["database_system_identifier"].as_str() == Some(sysid);
-        let senders = decide::senders(
-            &primary
-                .pg
-                .query(
-                    "postgres",
-                    "SELECT application_name, state, 0 FROM pg_catalog.pg_stat_replication",
-                )
-                .ok()?,
-        );
-        (same && decide::replica_streams(&replica.name, &senders).is_ok()).then_some(())
-    })
-    .ok_or_else(|| {
-        UpgradeError::step(&step, "it did not stream from the new primary within 120 s")
-    })?;
-    io::remove_dir(&old_data)
 }
