@@ -13,4 +13,5 @@ pub mod majors;
 pub mod runner;
 pub mod spilo;
 pub mod supervisor;
+pub mod upgrade;
 pub mod volumes;

@@ -91,6 +91,78 @@ pub fn bin_dir(cache: &Path, major: &str) -> Result<PathBuf, MissingMajor> {
     })
 }
 
+/// The major a member runs and what the runner says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Running {
+    /// The major whose binaries run the member.
+    pub major: String,
+    /// Set when the data directory's major differs from `PGVERSION`: a warning that names both.
+    pub pending: Option<String>,
+}
+
+/// Which major a member runs, as Spilo decides it: an existing data directory runs the major in
+/// its `PG_VERSION` file (a PostgreSQL server opens only a data directory of its own major, and
+/// Spilo leaves the change of major to `inplace_upgrade.py`); a new one is initialised with
+/// `wanted` (`PGVERSION`). `in_data` is the trimmed content of `PG_VERSION`, `None` without one.
+pub fn running_major(wanted: &str, in_data: Option<&str>) -> Running {
+    let wanted = wanted.trim();
+    match in_data.map(str::trim).filter(|v| !v.is_empty()) {
+        Some(data) if data != wanted => Running {
+            major: data.to_string(),
+            pending: Some(format!(
+                "the data directory is of PostgreSQL {data} while PGVERSION asks for {wanted}: \
+                 the member keeps running {data} until an in-place major version upgrade \
+                 (Spilo's inplace_upgrade.py) upgrades it"
+            )),
+        },
+        Some(data) => Running {
+            major: data.to_string(),
+            pending: None,
+        },
+        None => Running {
+            major: wanted.to_string(),
+            pending: None,
+        },
+    }
+}
+
+/// The content of `<data_dir>/PG_VERSION` (trimmed), `None` when there is none (a new member,
+/// or a data directory the runner cannot read).
+pub fn data_major(data_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(data_dir.join("PG_VERSION")).ok()?;
+    let major = text.trim();
+    (!major.is_empty()).then(|| major.to_string())
+}
+
+/// The `bin` directory of `major` beside `bin` (another major's `<root>/<major>/bin` in the
+/// same world), or [`MissingMajor`]. For a process that knows a member's `bin_dir` but not the
+/// cache it came from.
+pub fn sibling_bin_dir(bin: &Path, major: &str) -> Result<PathBuf, MissingMajor> {
+    let root = bin
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("/"))
+        .to_path_buf();
+    let wanted = major.trim();
+    let dir = root.join(wanted).join("bin");
+    if is_major(wanted) && has_server(&dir) {
+        return Ok(dir);
+    }
+    let mut available: Vec<String> = std::fs::read_dir(&root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| is_major(name) && has_server(&root.join(name).join("bin")))
+        .collect();
+    available.sort_by_key(|m| m.parse::<u32>().unwrap_or(u32::MAX));
+    Err(MissingMajor {
+        major: major.to_string(),
+        available,
+        root,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +257,64 @@ mod tests {
             Path::new("/c/world/venv-4.1.5/bin/patroni")
         );
         assert_eq!(INSTALLED.len(), 5);
+    }
+    #[test]
+    fn an_existing_data_directory_keeps_its_major() {
+        assert_eq!(
+            running_major("15", None),
+            Running {
+                major: "15".into(),
+                pending: None
+            },
+            "a new member is initialised with PGVERSION"
+        );
+        assert_eq!(
+            running_major(" 15\n", Some("15\n")),
+            Running {
+                major: "15".into(),
+                pending: None
+            }
+        );
+        let older = running_major("15", Some("14"));
+        assert_eq!(older.major, "14");
+        let warning = older.pending.unwrap();
+        assert!(
+            warning.contains("PostgreSQL 14") && warning.contains("asks for 15"),
+            "{warning}"
+        );
+        assert!(
+            warning.contains("in-place major version upgrade"),
+            "{warning}"
+        );
+        // A lower PGVERSION never runs the data with another major either.
+        assert_eq!(running_major("14", Some("16")).major, "16");
+        assert_eq!(
+            running_major("17", Some("  ")).major,
+            "17",
+            "an empty file is no major"
+        );
+    }
+
+    #[test]
+    fn data_major_reads_pg_version() {
+        let cache = TempCache::new("data");
+        assert_eq!(data_major(&cache.0), None);
+        std::fs::write(cache.0.join("PG_VERSION"), "14\n").unwrap();
+        assert_eq!(data_major(&cache.0).as_deref(), Some("14"));
+    }
+
+    #[test]
+    fn sibling_majors_are_found_from_a_bin_dir() {
+        let cache = TempCache::new("sibling");
+        cache.add("14", true);
+        cache.add("15", true);
+        let bin14 = pg_root(&cache.0).join("14/bin");
+        assert_eq!(
+            sibling_bin_dir(&bin14, "15").unwrap(),
+            pg_root(&cache.0).join("15/bin")
+        );
+        let err = sibling_bin_dir(&bin14, "16").unwrap_err();
+        assert_eq!(err.available, ["14", "15"]);
+        assert!(sibling_bin_dir(&bin14, "../14").is_err());
     }
 }

@@ -41,6 +41,12 @@ fn exec_shims(cache: &Path, dir: &Path) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Run by the hook of `kubectl exec … python3 /scripts/inplace_upgrade.py` in a Spilo
+    // container, as the container's user (see `world::upgrade`).
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some(world::upgrade::SUBCOMMAND) {
+        std::process::exit(world::upgrade::main(&argv[2..]));
+    }
     tracing_subscriber::fmt()
         .with_ansi(false)
         .with_env_filter(
@@ -100,6 +106,10 @@ fn main() -> anyhow::Result<()> {
     if let Some(dir) = &exec_path {
         exec_shims(&cache, dir)?;
     }
+    let hook = world::upgrade::hook_dir(&state_dir);
+    let me = std::env::current_exe().context("the pod runner's own path")?;
+    world::upgrade::install_hook(&hook, &me)
+        .with_context(|| format!("writing the in-place upgrade hook in {}", hook.display()))?;
 
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -218,13 +218,19 @@ pub fn prepare(
     volumes::apply(&plan, &mounts).map_err(create_error)?;
     let env: Env = resolved.vars().iter().cloned().collect();
 
-    let major = spilo::major(&env).map_err(config_error)?;
-    let bin_dir = crate::majors::bin_dir(&ctx.cache, &major).map_err(create_error)?;
-
     // PGROOT through the mounts: a recreated pod with the same claim finds its data.
     let pgroot = spilo::get(&env, "PGROOT").unwrap_or("/home/postgres/pgdata/pgroot");
     let pgroot_host = host_path(&mounts, pgroot).unwrap_or_else(|| root.join("pgroot"));
     dir_for(&pgroot_host, &user, 0o700)?;
+
+    // As Spilo: existing data keeps its major until an in-place upgrade, new data gets PGVERSION.
+    let wanted = spilo::major(&env).map_err(config_error)?;
+    let in_data = crate::majors::data_major(&pgroot_host.join("data"));
+    let running = crate::majors::running_major(&wanted, in_data.as_deref());
+    if let Some(pending) = &running.pending {
+        tracing::warn!(pod = %format!("{namespace}/{name}"), container = %container.name, "{pending}");
+    }
+    let bin_dir = crate::majors::bin_dir(&ctx.cache, &running.major).map_err(create_error)?;
     // By container index: names may be long, and the socket path must stay under 108 bytes.
     let index = spec
         .containers
@@ -306,6 +312,14 @@ pub fn prepare(
         ),
         ("HOME".to_string(), run_dir.display().to_string()),
         ("PGHOST".to_string(), run_dir.display().to_string()),
+        // Spilo's /scripts/inplace_upgrade.py, answered by the world (see crate::upgrade).
+        (
+            "PYTHONPATH".to_string(),
+            crate::upgrade::python_path(
+                &crate::upgrade::hook_dir(&ctx.state_dir),
+                spilo::get(&env, "PYTHONPATH"),
+            ),
+        ),
     ]);
     let exec = ExecTarget {
         work_dir: run_dir.clone(),
