@@ -273,21 +273,18 @@ pub async fn wait_streaming(master_ip: &str, password: &str, replicas: usize) ->
     .await
 }
 
+/// The objects of `resource` (e.g. `pods`, `pvc`) labelled `cluster-name=<cluster>`, as JSON.
+pub async fn cluster_objects(ns: &str, resource: &str, cluster: &str) -> Result<Vec<Value>> {
+    let selector = format!("cluster-name={cluster}");
+    let list = json(&["get", resource, "-n", ns, "-l", &selector]).await?;
+    Ok(list["items"].as_array().cloned().unwrap_or_default())
+}
+
 /// The cluster's pods as (name, IP, uid), sorted by name.
 pub async fn pods(ns: &str, cluster: &str) -> Result<Vec<(String, String, String)>> {
-    let list = json(&[
-        "get",
-        "pods",
-        "-n",
-        ns,
-        "-l",
-        &format!("cluster-name={cluster}"),
-    ])
-    .await?;
-    let mut pods: Vec<(String, String, String)> = list["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let mut pods: Vec<(String, String, String)> = cluster_objects(ns, "pods", cluster)
+        .await?
+        .iter()
         .map(|p| {
             let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
             (
