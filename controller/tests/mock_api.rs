@@ -17,7 +17,6 @@ use controller::apply::{APPLIED_HASH, FIELD_MANAGER};
 use controller::reconcile::{Error, error_policy};
 use http::{Method, StatusCode};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
@@ -443,11 +442,7 @@ fn patroni_config_maps(ns: &str) -> Vec<Value> {
 #[tokio::test]
 async fn a_deleted_cluster_deletes_its_children_then_drops_the_finalizer() {
     let ns = "mock-deleted-cluster";
-    let mut pg = support::running_cluster(ns);
-    pg.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
-    pg.metadata.finalizers = Some(vec![controller::deletion::FINALIZER.into()]);
-    let mut config = Config::default();
-    config.kubernetes.enable_finalizers = true;
+    let (pg, mut config) = support::deleted(ns);
     config.kubernetes.enable_owner_references = false;
 
     // What the server lists by the cluster's labels, by resource.

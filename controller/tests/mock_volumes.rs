@@ -282,11 +282,7 @@ async fn a_manifest_smaller_than_the_claims_shrinks_nothing() {
 #[tokio::test]
 async fn a_deleted_cluster_keeps_its_finalizer_while_its_pods_run() {
     let ns = "mock-vol-pods-remain";
-    let mut pg = support::running_cluster(ns);
-    pg.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
-    pg.metadata.finalizers = Some(vec![controller::deletion::FINALIZER.into()]);
-    let mut config = Config::default();
-    config.kubernetes.enable_finalizers = true;
+    let (pg, config) = support::deleted(ns);
     let cached = support::written_children(&config, &pg);
     let (result, calls) = run(pg.clone(), config, cached, server(&pg)).await;
     assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(2)));
@@ -312,11 +308,7 @@ async fn a_deleted_cluster_keeps_its_finalizer_while_its_pods_run() {
 #[tokio::test]
 async fn with_owner_references_only_claims_and_patroni_objects_are_deleted() {
     let ns = "mock-vol-owned";
-    let mut pg = support::running_cluster(ns);
-    pg.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
-    pg.metadata.finalizers = Some(vec![controller::deletion::FINALIZER.into()]);
-    let mut config = Config::default();
-    config.kubernetes.enable_finalizers = true;
+    let (pg, mut config) = support::deleted(ns);
     config.kubernetes.enable_owner_references = true;
     let mut cached = support::written_children(&config, &pg);
     cached.retain(|c| !matches!(c, Cached::Pod(_)));

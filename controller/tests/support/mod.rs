@@ -39,7 +39,7 @@ use std::time::Duration;
 mod run;
 // Each test binary uses some of them.
 #[allow(unused_imports)]
-pub use run::{Sent, reconcile_bounded, run, running};
+pub use run::{Sent, deleted, reconcile_bounded, run, running};
 
 /// The longest any test waits for the mock server to see its last request (and for a
 /// reconcile to finish).

@@ -7,6 +7,7 @@ use common::config::Config;
 use common::crd::Postgresql;
 use controller::context::Context;
 use controller::reconcile::{Error, reconcile};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::Action;
 use std::sync::Arc;
 
@@ -17,6 +18,17 @@ pub fn running(namespace: &str) -> (Postgresql, Config, Vec<Cached>) {
     let config = Config::default();
     let cached = super::written_children(&config, &pg);
     (pg, config, cached)
+}
+
+/// The running minimal cluster in `namespace` being deleted (a deletion timestamp and the
+/// controller's finalizer), and the default configuration with `enable_finalizers` on.
+pub fn deleted(namespace: &str) -> (Postgresql, Config) {
+    let mut pg = super::running_cluster(namespace);
+    pg.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+    pg.metadata.finalizers = Some(vec![controller::deletion::FINALIZER.into()]);
+    let mut config = Config::default();
+    config.kubernetes.enable_finalizers = true;
+    (pg, config)
 }
 
 /// One reconcile of `pg` over `ctx`; panics when it takes longer than the mock server waits.
