@@ -6,6 +6,7 @@
 //! Every address used here is inside 127.0.0.0/8; see `README.md`, section "Testing".
 
 pub mod apply;
+pub mod chart;
 pub mod cluster;
 pub mod command;
 pub mod crds;
