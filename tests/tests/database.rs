@@ -13,7 +13,7 @@ use e2e::command::kubectl;
 use e2e::events::events;
 use e2e::eventually::{eventually, eventually_with};
 use e2e::patch::{kubectl_apply, merge_patch, set_operator_config};
-use e2e::patroni::{MAJOR, TIMEOUT, json, setup, sql, sql_as, start_controller, writable_master};
+use e2e::patroni::{TIMEOUT, json, setup, sql, sql_as, start_controller, writable_master};
 use e2e::secrets::{secret_field, secret_name, user_password};
 use e2e::status::condition;
 use std::time::Duration;
@@ -22,19 +22,9 @@ const CLUSTER: &str = "acid-inside";
 
 /// The cluster; `extra_prepared` is appended to `preparedDatabases` (indented by 4).
 fn manifest(extra_users: &str, extra_extensions: &str, extra_prepared: &str) -> String {
+    let base = e2e::patroni::manifest(CLUSTER, 1);
     format!(
-        "apiVersion: acid.zalan.do/v1
-kind: postgresql
-metadata:
-  name: {CLUSTER}
-spec:
-  teamId: acid
-  numberOfInstances: 1
-  postgresql:
-    version: \"{MAJOR}\"
-  volume:
-    size: 1Gi
-  users:
+        "{base}  users:
     zalando: [superuser, createdb]
     foo_user: []
     flow_user: [LOGIN, NOCREATEDB]

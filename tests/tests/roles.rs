@@ -9,7 +9,7 @@
 use anyhow::{Result, bail};
 use e2e::eventually::eventually_with;
 use e2e::patch::kubectl_apply;
-use e2e::patroni::{MAJOR, TIMEOUT, setup, sql, sql_as, writable_master};
+use e2e::patroni::{TIMEOUT, setup, sql, sql_as, writable_master};
 use e2e::secrets::user_password;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -194,9 +194,7 @@ async fn infrastructure_and_team_roles_exist_inside_postgresql() -> Result<()> {
             "enable_team_member_deprecation": "true",
             "role_deletion_suffix": "_gone"}});
     kubectl_apply(n, &config.to_string()).await?;
-    let manifest = format!(
-        "apiVersion: acid.zalan.do/v1\nkind: postgresql\nmetadata:\n  name: {CLUSTER}\nspec:\n  teamId: acid\n  numberOfInstances: 1\n  postgresql:\n    version: \"{MAJOR}\"\n  volume:\n    size: 1Gi\n"
-    );
+    let manifest = e2e::patroni::manifest(CLUSTER, 1);
     kubectl_apply(n, &manifest).await?;
     let (_, ip, pw) = writable_master(n, CLUSTER).await?;
 

@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use e2e::command::kubectl;
 use e2e::eventually::{eventually, eventually_with};
 use e2e::patch::{kubectl_apply, merge_patch, set_operator_config};
-use e2e::patroni::{MAJOR, TIMEOUT, setup, sql, sql_as, start_controller, writable_master};
+use e2e::patroni::{TIMEOUT, setup, sql, sql_as, start_controller, writable_master};
 use e2e::secrets::{secret_field, secret_name, secret_resource_version};
 use std::time::Duration;
 
@@ -27,19 +27,9 @@ const CLUSTER: &str = "acid-rotation";
 const INTERVAL_DAYS: i64 = 3;
 
 fn manifest(rotation_lists: &str) -> String {
+    let base = e2e::patroni::manifest(CLUSTER, 1);
     format!(
-        "apiVersion: acid.zalan.do/v1
-kind: postgresql
-metadata:
-  name: {CLUSTER}
-spec:
-  teamId: acid
-  numberOfInstances: 1
-  postgresql:
-    version: \"{MAJOR}\"
-  volume:
-    size: 1Gi
-  users:
+        "{base}  users:
     foo_user: [createdb]
     flyway: []
     keep_user: []
