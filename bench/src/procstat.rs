@@ -2,14 +2,23 @@
 
 /// CPU seconds (user and system) process `pid` has used so far; 0 when it cannot be read.
 pub fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    cpu_seconds_of(&stat)
+    cpu_seconds_of(&stat(pid), false)
+}
+
+/// As [`cpu_seconds`], with the CPU seconds of the children it has already reaped (cutime and
+/// cstime): a process tree's total, counted once when its short-lived children are gone.
+pub fn cpu_seconds_with_children(pid: u32) -> f64 {
+    cpu_seconds_of(&stat(pid), true)
+}
+
+fn stat(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default()
 }
 
 /// The CPU seconds in one `/proc/<pid>/stat` line: utime and stime are its fields 14 and 15,
-/// in clock ticks (100 per second on Linux). The fields are counted after the command name,
-/// which may itself hold spaces and parentheses.
-fn cpu_seconds_of(stat: &str) -> f64 {
+/// cutime and cstime 16 and 17, in clock ticks (100 per second on Linux). The fields are
+/// counted after the command name, which may itself hold spaces and parentheses.
+fn cpu_seconds_of(stat: &str, children: bool) -> f64 {
     let fields: Vec<&str> = stat
         .rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().collect())
@@ -20,7 +29,9 @@ fn cpu_seconds_of(stat: &str) -> f64 {
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    (ticks(11) + ticks(12)) / 100.0
+    let own = ticks(11) + ticks(12);
+    let reaped = if children { ticks(13) + ticks(14) } else { 0.0 };
+    (own + reaped) / 100.0
 }
 
 /// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`, ...); 0 when it cannot be read.
@@ -29,7 +40,9 @@ pub fn status_kib(pid: u32, field: &str) -> u64 {
     status_field(&status, field)
 }
 
-fn status_field(status: &str, field: &str) -> u64 {
+/// A `kB` field (`name: <number> kB`) of a `/proc` text such as `status`, `smaps_rollup` or
+/// `/proc/meminfo`; 0 when it is not there.
+pub fn status_field(status: &str, field: &str) -> u64 {
     status
         .lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
@@ -53,8 +66,10 @@ mod tests {
     #[test]
     fn reads_utime_and_stime_after_an_odd_command_name() {
         let stat = "42 (a) b) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0";
-        assert_eq!(super::cpu_seconds_of(stat), 3.0);
-        assert_eq!(super::cpu_seconds_of("garbage"), 0.0);
+        assert_eq!(super::cpu_seconds_of(stat, false), 3.0);
+        assert_eq!(super::cpu_seconds_of("garbage", false), 0.0);
+        let reaped = "42 (a) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 30 20 20 0 3 0";
+        assert_eq!(super::cpu_seconds_of(reaped, true), 3.5);
     }
 
     #[test]

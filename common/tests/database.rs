@@ -7,7 +7,7 @@
 
 mod support;
 
-use common::config::{self, Config, Input};
+use common::config::Config;
 use common::crd::Postgresql;
 use common::database::model::{Actual, ActualRole, Flag, Password, Statement, Wanted};
 use common::database::password::{self, Method};
@@ -18,6 +18,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use support::cases::{
+    ExpectedStatements, check_idempotent, check_statements, check_warnings, strict_config, verdict,
+};
 use support::tables::Named;
 use support::{merge, parse_flag, read_yaml, render};
 
@@ -113,31 +116,7 @@ fn spilo_only() -> ActualSpec {
 
 /// The roles Spilo creates at bootstrap, as the catalog shows them.
 fn spilo_roles(actual: &mut Actual) {
-    use Flag::*;
-    let roles: [(&str, &[Flag]); 4] = [
-        (
-            "postgres",
-            &[
-                Superuser,
-                Login,
-                CreateDb,
-                CreateRole,
-                Inherit,
-                Replication,
-                BypassRls,
-            ],
-        ),
-        ("standby", &[Login, Replication, Inherit]),
-        ("admin", &[CreateDb, Inherit]),
-        ("cron_admin", &[Inherit]),
-    ];
-    for (name, flags) in roles {
-        let role = ActualRole {
-            flags: flags.iter().copied().collect(),
-            ..ActualRole::default()
-        };
-        actual.roles.insert(name.to_string(), role);
-    }
+    actual.roles.extend(support::spilo_roles(false));
     actual
         .databases
         .insert("postgres".into(), "postgres".into());
@@ -151,24 +130,6 @@ fn repo_file(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join(relative)
-}
-
-fn load_config(options: &BTreeMap<String, serde_yaml::Value>) -> Result<Config, String> {
-    let mut data = BTreeMap::new();
-    for (key, value) in options {
-        let text = match value {
-            serde_yaml::Value::String(s) => s.clone(),
-            serde_yaml::Value::Bool(b) => b.to_string(),
-            serde_yaml::Value::Number(n) => n.to_string(),
-            other => return Err(format!("config {key}: {other:?} is not a ConfigMap value")),
-        };
-        data.insert(key.clone(), text);
-    }
-    let loaded = config::load(Input::ConfigMap(&data)).map_err(|e| format!("config: {e}"))?;
-    match loaded.warnings.as_slice() {
-        [] => Ok(loaded.config),
-        warnings => Err(format!("config: {warnings:?}")),
-    }
 }
 
 fn manifest(case: &Case) -> Result<Postgresql, String> {
@@ -382,7 +343,7 @@ fn invariants(statements: &[Statement], secrets: &Secrets, problems: &mut Vec<St
 }
 
 fn run(case: &Case) -> Result<(), String> {
-    let config = load_config(&case.config)?;
+    let config = strict_config(&case.config)?;
     let pg = manifest(case)?;
     let method = method_of(&pg);
     let (wanted, warnings) = wanted(&config, &pg, &case.secrets);
@@ -391,50 +352,20 @@ fn run(case: &Case) -> Result<(), String> {
     let rendered: Vec<String> = statements.iter().map(render).collect();
     let mut problems = Vec::new();
     invariants(&statements, &case.secrets, &mut problems);
-    if let Some(expected) = &case.statements
-        && *expected != rendered
-    {
-        problems.push("the statements differ".into());
-    }
-    let mut from = 0;
-    for include in &case.includes {
-        match rendered[from..].iter().position(|r| r == include) {
-            Some(i) => from += i + 1,
-            None => problems.push(format!("missing (or out of order): {include}")),
-        }
-    }
-    for exclude in &case.excludes {
-        if let Some(hit) = rendered.iter().find(|r| r.contains(exclude.as_str())) {
-            problems.push(format!("unexpected {exclude:?} in: {hit}"));
-        }
-    }
+    let expected = ExpectedStatements {
+        statements: case.statements.as_ref(),
+        includes: &case.includes,
+        excludes: &case.excludes,
+    };
+    check_statements(&expected, &rendered, &mut problems);
     let got: Vec<String> = warnings.iter().map(ToString::to_string).collect();
-    let warnings_match = got.len() == case.warnings.len()
-        && got
-            .iter()
-            .zip(&case.warnings)
-            .all(|(g, w)| g.contains(w.as_str()));
-    if !warnings_match {
-        problems.push(format!("warnings: expected {:?}", case.warnings));
-    }
+    check_warnings(&case.warnings, &got, &mut problems);
     // Whatever the case's catalog, once the plan has run there is nothing left to do.
-    let after = plan(&wanted, &mirror(&wanted, method), method);
-    if !after.is_empty() {
-        let left: Vec<String> = after.iter().map(render).collect();
-        problems.push(format!("not idempotent, the mirror still needs: {left:#?}"));
-    }
-    if problems.is_empty() {
-        return Ok(());
-    }
-    Err(format!(
-        "{}\n  statements:\n{}\n  warnings: {got:?}",
-        problems.join("\n"),
-        rendered
-            .iter()
-            .map(|r| format!("    - {}", serde_json::to_string(r).unwrap_or_default()))
-            .collect::<Vec<_>>()
-            .join("\n")
-    ))
+    check_idempotent(
+        &plan(&wanted, &mirror(&wanted, method), method),
+        &mut problems,
+    );
+    verdict(&problems, &rendered, &got)
 }
 
 fn load_all() -> Vec<(String, Case)> {

@@ -23,6 +23,10 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use support::cases::{
+    ExpectedStatements, check_idempotent, check_statements, check_warnings, config_map_data,
+    verdict,
+};
 use support::tables::Named;
 use support::{merge, parse_flag, read_yaml, render};
 
@@ -131,16 +135,7 @@ fn load_config(case: &Case) -> Result<Config, String> {
             config::load(Input::OperatorConfiguration(&object))
         }
         None => {
-            let mut data = BTreeMap::new();
-            for (key, value) in &case.config {
-                let text = match value {
-                    serde_yaml::Value::String(s) => s.clone(),
-                    serde_yaml::Value::Bool(b) => b.to_string(),
-                    serde_yaml::Value::Number(n) => n.to_string(),
-                    other => return Err(format!("config {key}: {other:?} is not a value")),
-                };
-                data.insert(key.clone(), text);
-            }
+            let data = config_map_data(&case.config)?;
             config::load(Input::ConfigMap(&data))
         }
     };
@@ -183,34 +178,7 @@ fn flag_words(flags: &BTreeSet<Flag>) -> Vec<String> {
 /// The roles Spilo's post-init script creates (`zalandos` is the PAM role, `robot_zmon` the
 /// monitoring group): the catalog of a fresh cluster.
 fn spilo_roles() -> BTreeMap<String, ActualRole> {
-    use Flag::*;
-    let all = [
-        Superuser,
-        Login,
-        CreateDb,
-        CreateRole,
-        Inherit,
-        Replication,
-        BypassRls,
-    ];
-    let roles: [(&str, &[Flag]); 6] = [
-        ("postgres", &all),
-        ("standby", &[Login, Replication, Inherit]),
-        ("admin", &[CreateDb, Inherit]),
-        ("cron_admin", &[Inherit]),
-        ("zalandos", &[Inherit]),
-        ("robot_zmon", &[Inherit]),
-    ];
-    roles
-        .into_iter()
-        .map(|(name, flags)| {
-            let role = ActualRole {
-                flags: flags.iter().copied().collect(),
-                ..ActualRole::default()
-            };
-            (name.to_string(), role)
-        })
-        .collect()
+    support::spilo_roles(true).into_iter().collect()
 }
 
 /// What the controller's catalog read returns: only the roles it looks up (the wanted ones and
@@ -426,54 +394,24 @@ fn run(case: &Case) -> Result<(), String> {
     {
         problems.push(format!("teams complete: {}", computed.teams_complete));
     }
-    if let Some(expected) = &case.statements
-        && *expected != rendered
-    {
-        problems.push("the statements differ".into());
-    }
-    let mut from = 0;
-    for include in &case.includes {
-        match rendered[from..].iter().position(|r| r == include) {
-            Some(i) => from += i + 1,
-            None => problems.push(format!("missing (or out of order): {include}")),
-        }
-    }
-    for exclude in &case.excludes {
-        if let Some(hit) = rendered.iter().find(|r| r.contains(exclude.as_str())) {
-            problems.push(format!("unexpected {exclude:?} in: {hit}"));
-        }
-    }
+    let expected = ExpectedStatements {
+        statements: case.statements.as_ref(),
+        includes: &case.includes,
+        excludes: &case.excludes,
+    };
+    check_statements(&expected, &rendered, &mut problems);
     for s in &statements {
         if s.secret && s.what.contains("SCRAM") {
             problems.push(format!("{:?} shows a hash", s.what));
         }
     }
     let got: Vec<String> = warnings.iter().map(ToString::to_string).collect();
-    let warnings_match = got.len() == case.warnings.len()
-        && got
-            .iter()
-            .zip(&case.warnings)
-            .all(|(g, w)| g.contains(w.as_str()));
-    if !warnings_match {
-        problems.push(format!("warnings: expected {:?}", case.warnings));
-    }
-    let after = plan(&wanted, &mirror(&wanted), Method::ScramSha256);
-    if !after.is_empty() {
-        let left: Vec<String> = after.iter().map(render).collect();
-        problems.push(format!("not idempotent, the mirror still needs: {left:#?}"));
-    }
-    if problems.is_empty() {
-        return Ok(());
-    }
-    Err(format!(
-        "{}\n  statements:\n{}\n  warnings: {got:#?}",
-        problems.join("\n"),
-        rendered
-            .iter()
-            .map(|r| format!("    - {}", serde_json::to_string(r).unwrap_or_default()))
-            .collect::<Vec<_>>()
-            .join("\n")
-    ))
+    check_warnings(&case.warnings, &got, &mut problems);
+    check_idempotent(
+        &plan(&wanted, &mirror(&wanted), Method::ScramSha256),
+        &mut problems,
+    );
+    verdict(&problems, &rendered, &got)
 }
 
 fn load_all() -> Vec<(String, Case)> {

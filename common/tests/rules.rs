@@ -4,6 +4,7 @@
 //! its expectations; on top, every case must satisfy the invariants of `rule_cases::check`.
 
 mod rule_cases;
+mod support;
 
 use common::config::Config;
 use common::crd::Postgresql;

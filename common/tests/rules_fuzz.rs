@@ -4,6 +4,7 @@
 
 #[allow(dead_code)]
 mod rule_cases;
+mod support;
 
 use common::config::Config;
 use common::crd::Postgresql;

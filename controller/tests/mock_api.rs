@@ -14,10 +14,9 @@ use common::config::Config;
 use common::crd::Postgresql;
 use common::rules::admission::Validated;
 use controller::apply::{APPLIED_HASH, FIELD_MANAGER};
-use controller::reconcile::{Error, error_policy, reconcile};
+use controller::reconcile::{Error, error_policy};
 use http::{Method, StatusCode};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
@@ -77,9 +76,7 @@ where
     let (client, api) = mock_api(respond);
     let ctx = context(client, config, cached);
     let pg = Arc::new(pg);
-    let result = tokio::time::timeout(Duration::from_secs(10), reconcile(pg.clone(), ctx.clone()))
-        .await
-        .expect("the reconcile finishes");
+    let result = support::reconcile_bounded(pg.clone(), ctx.clone()).await;
     // What the controller's error policy makes of a failure (requeue for a success).
     let policy = match &result {
         Err(error) => error_policy(pg, error, ctx.clone()),
@@ -309,9 +306,7 @@ async fn a_new_cluster_creates_every_child_then_writes_creating() {
 #[tokio::test]
 async fn an_unchanged_cluster_makes_no_api_call() {
     let ns = "mock-unchanged";
-    let pg = support::running_cluster(ns);
-    let config = Config::default();
-    let cached = support::written_children(&config, &pg);
+    let (pg, config, cached) = support::running(ns);
     let (result, calls, _) = run(pg.clone(), config.clone(), cached, server(&pg)).await;
     assert_eq!(result.unwrap(), Action::requeue(config.resync_period()));
     assert_eq!(calls.lines(), Vec::<String>::new());
@@ -324,9 +319,7 @@ async fn an_unchanged_cluster_makes_no_api_call() {
 #[tokio::test]
 async fn ready_pods_without_a_running_leader_are_not_running() {
     let ns = "mock-no-leader";
-    let pg = support::running_cluster(ns);
-    let config = Config::default();
-    let mut cached = support::written_children(&config, &pg);
+    let (pg, config, mut cached) = support::running(ns);
     for child in cached.iter_mut() {
         if let support::Cached::Pod(pod) = child {
             let labels = pod.metadata.labels.as_mut().unwrap();
@@ -401,9 +394,7 @@ fn assert_only_the_statefulset_is_applied(calls: &Calls, ns: &str, pg: &Postgres
 #[tokio::test]
 async fn a_foreign_edit_of_the_statefulset_is_applied_over() {
     let ns = "mock-foreign-edit";
-    let pg = support::running_cluster(ns);
-    let config = Config::default();
-    let mut cached = support::written_children(&config, &pg);
+    let (pg, config, mut cached) = support::running(ns);
     support::edit_statefulset(&mut cached, |sts| {
         let later = support::applied_time() + k8s_openapi::jiff::SignedDuration::from_secs(1);
         sts.metadata
@@ -421,9 +412,7 @@ async fn a_foreign_edit_of_the_statefulset_is_applied_over() {
 #[tokio::test]
 async fn a_statefulset_with_another_applied_hash_is_applied() {
     let ns = "mock-other-hash";
-    let pg = support::running_cluster(ns);
-    let config = Config::default();
-    let mut cached = support::written_children(&config, &pg);
+    let (pg, config, mut cached) = support::running(ns);
     support::edit_statefulset(&mut cached, |sts| {
         sts.annotations_mut()
             .insert(APPLIED_HASH.into(), "000000000000000000000000".into());
@@ -453,11 +442,7 @@ fn patroni_config_maps(ns: &str) -> Vec<Value> {
 #[tokio::test]
 async fn a_deleted_cluster_deletes_its_children_then_drops_the_finalizer() {
     let ns = "mock-deleted-cluster";
-    let mut pg = support::running_cluster(ns);
-    pg.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
-    pg.metadata.finalizers = Some(vec![controller::deletion::FINALIZER.into()]);
-    let mut config = Config::default();
-    config.kubernetes.enable_finalizers = true;
+    let (pg, mut config) = support::deleted(ns);
     config.kubernetes.enable_owner_references = false;
 
     // What the server lists by the cluster's labels, by resource.
@@ -591,9 +576,7 @@ async fn a_deleted_cluster_deletes_its_children_then_drops_the_finalizer() {
 #[tokio::test]
 async fn an_api_error_is_returned_typed_and_requeued() {
     let ns = "mock-api-error";
-    let pg = support::running_cluster(ns);
-    let config = Config::default();
-    let mut cached = support::written_children(&config, &pg);
+    let (pg, config, mut cached) = support::running(ns);
     support::edit_statefulset(&mut cached, |sts| {
         sts.annotations_mut()
             .insert(APPLIED_HASH.into(), "000000000000000000000000".into());
@@ -682,9 +665,7 @@ async fn a_failed_status_write_is_returned_typed() {
 #[tokio::test]
 async fn services_no_longer_wanted_are_deleted_and_foreign_ones_kept() {
     let ns = "mock-orphans";
-    let pg = support::running_cluster(ns);
-    let config = Config::default();
-    let mut cached = support::written_children(&config, &pg);
+    let (pg, config, mut cached) = support::running(ns);
     let template = cached
         .iter()
         .find_map(|c| match c {

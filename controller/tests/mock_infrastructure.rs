@@ -6,14 +6,12 @@ mod support;
 
 use common::config::Config;
 use common::crd::Postgresql;
-use controller::reconcile::reconcile;
 use controller::referenced::{Lookup, Reference};
 use http::{Method, StatusCode};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::Duration;
 use support::{Cached, Call, Calls, context, mock_api, server};
 
 const ROBOT_SECRET: &str = "robot-zmon.acid-minimal-cluster.credentials.postgresql.acid.zalan.do";
@@ -50,12 +48,7 @@ async fn run(ns: &str, password: &str, extra: Vec<Cached>) -> Calls {
         &Reference::Secret("ops".into(), "infra".into()),
         Lookup::Present(data.into()),
     );
-    let result = tokio::time::timeout(
-        Duration::from_secs(10),
-        reconcile(Arc::new(pg), ctx.clone()),
-    )
-    .await
-    .expect("the reconcile finishes");
+    let result = support::reconcile_bounded(Arc::new(pg), ctx.clone()).await;
     assert!(result.is_ok(), "{result:?}");
     drop(ctx);
     api.calls().await

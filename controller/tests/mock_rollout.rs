@@ -8,12 +8,10 @@ use common::config::Config;
 use controller::apply::APPLIED_HASH;
 use controller::patroni::fake::Fake;
 use controller::patroni::{Cluster, Error as PatroniError, Member};
-use controller::reconcile::reconcile;
 use controller::rollout::template::FINGERPRINT;
 use http::Method;
 use kube::ResourceExt;
 use std::sync::Arc;
-use std::time::Duration;
 use support::{CLUSTER, Cached, Calls, context, mock_api, server};
 
 const FLAG: &str = "zalando-postgres-operator-rolling-update-required";
@@ -70,28 +68,10 @@ async fn run(
     let mut ctx = context(client, config, cached);
     let fake = Arc::new(fake);
     Arc::get_mut(&mut ctx).expect("a fresh context").patroni = fake.clone();
-    let result = tokio::time::timeout(
-        Duration::from_secs(10),
-        reconcile(Arc::new(pg), ctx.clone()),
-    )
-    .await
-    .expect("the reconcile finishes");
+    let result = support::reconcile_bounded(Arc::new(pg), ctx.clone()).await;
     result.expect("the reconcile succeeds");
     drop(ctx);
     (api.calls().await, fake.calls())
-}
-
-fn event_reasons(calls: &Calls) -> Vec<(String, String)> {
-    calls
-        .events
-        .iter()
-        .map(|e| {
-            (
-                e.body()["reason"].as_str().unwrap_or_default().to_string(),
-                e.body()["note"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -129,9 +109,9 @@ async fn a_changed_pod_template_flags_every_pod_before_the_statefulset_is_writte
         );
     }
     assert!(
-        event_reasons(&calls)
-            .iter()
-            .any(|(r, n)| r == "RollingUpdate" && n.starts_with("Performing rolling update")),
+        calls.sent_events().iter().any(
+            |e| e.reason == "RollingUpdate" && e.note.starts_with("Performing rolling update")
+        ),
         "{:#?}",
         calls.events
     );
@@ -202,9 +182,10 @@ async fn a_refused_switchover_is_a_warning_and_the_old_master_stays() {
         calls.lines()
     );
     assert!(
-        event_reasons(&calls)
+        calls
+            .sent_events()
             .iter()
-            .any(|(r, n)| r == "SwitchoverFailed" && n.contains("status 412")),
+            .any(|e| e.reason == "SwitchoverFailed" && e.note.contains("status 412")),
         "{:#?}",
         calls.events
     );

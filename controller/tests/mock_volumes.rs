@@ -8,37 +8,14 @@ mod support;
 
 use common::config::Config;
 use common::crd::Postgresql;
-use controller::reconcile::{Error, reconcile};
 use http::{Method, StatusCode};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt as _;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
-use std::sync::Arc;
 use std::time::Duration;
-use support::{CLUSTER, Cached, Call, Calls, context, mock_api, server};
-
-async fn run<F>(
-    pg: Postgresql,
-    config: Config,
-    cached: Vec<Cached>,
-    respond: F,
-) -> (Result<Action, Error>, Calls)
-where
-    F: FnMut(&Call) -> support::Reply + Send + 'static,
-{
-    let (client, api) = mock_api(respond);
-    let ctx = context(client, config, cached);
-    let result = tokio::time::timeout(
-        Duration::from_secs(10),
-        reconcile(Arc::new(pg), ctx.clone()),
-    )
-    .await
-    .expect("the reconcile finishes");
-    drop(ctx);
-    (result, api.calls().await)
-}
+use support::{CLUSTER, Cached, Call, Calls, run, server};
 
 fn sized(mut pg: Postgresql, size: &str) -> Postgresql {
     pg.spec.volume.size = size.into();
@@ -63,19 +40,6 @@ fn claim(ns: &str, i: usize, size: &str, class: &str) -> Cached {
     Cached::Claim(claim)
 }
 
-/// The Events of `calls` as (type, reason, note).
-fn events(calls: &Calls) -> Vec<(String, String, String)> {
-    calls
-        .events
-        .iter()
-        .map(|e| {
-            let body = e.body();
-            let text = |k: &str| body[k].as_str().unwrap_or_default().to_string();
-            (text("type"), text("reason"), text("note"))
-        })
-        .collect()
-}
-
 fn writes(calls: &Calls) -> Vec<String> {
     calls
         .lines()
@@ -90,9 +54,7 @@ fn writes(calls: &Calls) -> Vec<String> {
 #[tokio::test]
 async fn a_changed_claim_template_deletes_the_statefulset_orphaning_its_pods() {
     let ns = "mock-vol-replace";
-    let pg = support::running_cluster(ns);
-    let config = Config::default();
-    let cached = support::written_children(&config, &pg);
+    let (pg, config, cached) = support::running(ns);
     let uid = cached
         .iter()
         .find_map(|c| match c {
@@ -111,18 +73,10 @@ async fn a_changed_claim_template_deletes_the_statefulset_orphaning_its_pods() {
         .unwrap();
     assert_eq!(delete.body()["propagationPolicy"], "Orphan");
     assert_eq!(delete.body()["preconditions"]["uid"], json!(uid));
-    let events = events(&calls);
-    let replacing = events
-        .iter()
-        .find(|(_, reason, _)| reason == "Replacing")
-        .expect("a Replacing Event");
-    assert_eq!(replacing.0, "Normal");
-    assert!(
-        replacing.2.starts_with(&format!(
-            "StatefulSet {CLUSTER} is replaced: spec.volumeClaimTemplates changed"
-        )),
-        "{}",
-        replacing.2
+    calls.expect_event(
+        "Normal",
+        "Replacing",
+        &format!("StatefulSet {CLUSTER} is replaced: spec.volumeClaimTemplates changed"),
     );
 }
 
@@ -131,9 +85,7 @@ async fn a_changed_claim_template_deletes_the_statefulset_orphaning_its_pods() {
 #[tokio::test]
 async fn a_terminating_statefulset_is_waited_for_then_created_again() {
     let ns = "mock-vol-terminating";
-    let pg = support::running_cluster(ns);
-    let config = Config::default();
-    let mut cached = support::written_children(&config, &pg);
+    let (pg, config, mut cached) = support::running(ns);
     support::edit_statefulset(&mut cached, |sts| {
         sts.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
     });
@@ -160,9 +112,7 @@ async fn a_terminating_statefulset_is_waited_for_then_created_again() {
 #[tokio::test]
 async fn an_update_refused_in_place_replaces_the_statefulset() {
     let ns = "mock-vol-refused";
-    let pg = support::running_cluster(ns);
-    let config = Config::default();
-    let mut cached = support::written_children(&config, &pg);
+    let (pg, config, mut cached) = support::running(ns);
     support::edit_statefulset(&mut cached, |sts| {
         sts.annotations_mut().remove(controller::replace::IMMUTABLE);
         sts.annotations_mut()
@@ -195,12 +145,11 @@ async fn an_update_refused_in_place_replaces_the_statefulset() {
         .find(|c| c.method == Method::DELETE)
         .unwrap();
     assert_eq!(delete.body()["propagationPolicy"], "Orphan");
-    assert!(
-        events(&calls)
-            .iter()
-            .any(|(_, reason, note)| reason == "Replacing"
-                && note.contains("the API server refused to update it in place"))
-    );
+    assert!(calls.sent_events().iter().any(|e| {
+        e.reason == "Replacing"
+            && e.note
+                .contains("the API server refused to update it in place")
+    }));
 }
 
 fn storage_class(allow: Option<bool>) -> Value {
@@ -249,10 +198,11 @@ async fn smaller_claims_grow_when_their_class_allows_expansion() {
             &json!({"spec": {"resources": {"requests": {"storage": "2Gi"}}}})
         );
     }
-    let notes: Vec<_> = events(&calls)
+    let notes: Vec<_> = calls
+        .sent_events()
         .into_iter()
-        .filter(|(_, reason, _)| reason == "VolumeResized")
-        .map(|(_, _, note)| note)
+        .filter(|e| e.reason == "VolumeResized")
+        .map(|e| e.note)
         .collect();
     assert_eq!(
         notes,
@@ -289,17 +239,10 @@ async fn a_class_without_expansion_is_named_and_nothing_is_patched() {
         calls.lines(),
         ["GET /apis/storage.k8s.io/v1/storageclasses/standard"]
     );
-    let warning = events(&calls)
-        .into_iter()
-        .find(|(_, reason, _)| reason == "VolumeExpansionNotAllowed")
-        .expect("a warning");
-    assert_eq!(warning.0, "Warning");
-    assert!(
-        warning
-            .2
-            .starts_with("StorageClass standard does not allow volume expansion"),
-        "{}",
-        warning.2
+    calls.expect_event(
+        "Warning",
+        "VolumeExpansionNotAllowed",
+        "StorageClass standard does not allow volume expansion",
     );
 
     let mut off = config.clone();
@@ -327,17 +270,10 @@ async fn a_manifest_smaller_than_the_claims_shrinks_nothing() {
     let (result, calls) = run(pg.clone(), config.clone(), cached, server(&pg)).await;
     assert_eq!(result.unwrap(), Action::requeue(config.resync_period()));
     assert_eq!(calls.lines(), Vec::<String>::new());
-    let warning = events(&calls)
-        .into_iter()
-        .find(|(_, reason, _)| reason == "VolumeShrinkRefused")
-        .expect("a warning");
-    assert_eq!(warning.0, "Warning");
-    assert!(
-        warning
-            .2
-            .starts_with("spec.volume.size: cannot shrink the volume from 2Gi to 1Gi"),
-        "{}",
-        warning.2
+    calls.expect_event(
+        "Warning",
+        "VolumeShrinkRefused",
+        "spec.volume.size: cannot shrink the volume from 2Gi to 1Gi",
     );
 }
 
@@ -346,11 +282,7 @@ async fn a_manifest_smaller_than_the_claims_shrinks_nothing() {
 #[tokio::test]
 async fn a_deleted_cluster_keeps_its_finalizer_while_its_pods_run() {
     let ns = "mock-vol-pods-remain";
-    let mut pg = support::running_cluster(ns);
-    pg.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
-    pg.metadata.finalizers = Some(vec![controller::deletion::FINALIZER.into()]);
-    let mut config = Config::default();
-    config.kubernetes.enable_finalizers = true;
+    let (pg, config) = support::deleted(ns);
     let cached = support::written_children(&config, &pg);
     let (result, calls) = run(pg.clone(), config, cached, server(&pg)).await;
     assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(2)));
@@ -376,11 +308,7 @@ async fn a_deleted_cluster_keeps_its_finalizer_while_its_pods_run() {
 #[tokio::test]
 async fn with_owner_references_only_claims_and_patroni_objects_are_deleted() {
     let ns = "mock-vol-owned";
-    let mut pg = support::running_cluster(ns);
-    pg.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
-    pg.metadata.finalizers = Some(vec![controller::deletion::FINALIZER.into()]);
-    let mut config = Config::default();
-    config.kubernetes.enable_finalizers = true;
+    let (pg, mut config) = support::deleted(ns);
     config.kubernetes.enable_owner_references = true;
     let mut cached = support::written_children(&config, &pg);
     cached.retain(|c| !matches!(c, Cached::Pod(_)));

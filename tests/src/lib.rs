@@ -6,16 +6,21 @@
 //! Every address used here is inside 127.0.0.0/8; see `README.md`, section "Testing".
 
 pub mod apply;
+pub mod chart;
 pub mod cluster;
 pub mod command;
 pub mod crds;
+pub mod events;
 pub mod eventually;
 pub mod namespace;
+pub mod patch;
 pub mod paths;
 pub mod patroni;
 pub mod postgres;
 pub mod process;
 pub mod promtext;
+pub mod secrets;
+pub mod status;
 pub mod steady;
 pub mod tls_client;
 pub mod writer;

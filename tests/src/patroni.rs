@@ -7,7 +7,7 @@
 //! anything else.
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -81,24 +81,36 @@ pub fn start_controller(namespace: &str) -> Result<Controller> {
             .join("logs")
             .join(format!("controller-{namespace}.log")),
     )?;
-    let child = Command::new(crate::process::workspace_binary("controller")?)
-        .args([
-            "--admin-listen",
-            &format!("127.0.0.1:{}", crate::process::free_port()),
-        ])
+    let child = controller_command(
+        &crate::process::workspace_binary("controller")?,
+        &paths::kubeconfig(),
+        namespace,
+        crate::process::free_port(),
+    )
+    .stdout(Stdio::null())
+    .stderr(log)
+    .spawn()
+    .context("starting the controller")?;
+    Ok(Controller(child))
+}
+
+/// The command line of the controller binary `exe` watching only `namespace` through
+/// `kubeconfig`, configured by the namespace's `postgres-operator` ConfigMap alone (no
+/// configuration object, no controller id from the caller's environment), logging at info, its
+/// admin endpoints on 127.0.0.1:`admin`. The caller sets its output and spawns it.
+pub fn controller_command(exe: &Path, kubeconfig: &Path, namespace: &str, admin: u16) -> Command {
+    let mut command = Command::new(exe);
+    command
+        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
         .args(["--leader-election", "false"])
-        .env("KUBECONFIG", paths::kubeconfig())
+        .env("KUBECONFIG", kubeconfig)
         .env("CONFIG_MAP_NAME", format!("{namespace}/postgres-operator"))
         .env("OPERATOR_NAMESPACE", namespace)
         .env("WATCHED_NAMESPACE", namespace)
         .env("RUST_LOG", "info,kube=warn")
         .env_remove("POSTGRES_OPERATOR_CONFIGURATION_OBJECT")
-        .env_remove("CONTROLLER_ID")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .context("starting the controller")?;
-    Ok(Controller(child))
+        .env_remove("CONTROLLER_ID");
+    command
 }
 
 /// A `postgresql` manifest of `instances` members of the test major.
@@ -273,21 +285,18 @@ pub async fn wait_streaming(master_ip: &str, password: &str, replicas: usize) ->
     .await
 }
 
+/// The objects of `resource` (e.g. `pods`, `pvc`) labelled `cluster-name=<cluster>`, as JSON.
+pub async fn cluster_objects(ns: &str, resource: &str, cluster: &str) -> Result<Vec<Value>> {
+    let selector = format!("cluster-name={cluster}");
+    let list = json(&["get", resource, "-n", ns, "-l", &selector]).await?;
+    Ok(list["items"].as_array().cloned().unwrap_or_default())
+}
+
 /// The cluster's pods as (name, IP, uid), sorted by name.
 pub async fn pods(ns: &str, cluster: &str) -> Result<Vec<(String, String, String)>> {
-    let list = json(&[
-        "get",
-        "pods",
-        "-n",
-        ns,
-        "-l",
-        &format!("cluster-name={cluster}"),
-    ])
-    .await?;
-    let mut pods: Vec<(String, String, String)> = list["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let mut pods: Vec<(String, String, String)> = cluster_objects(ns, "pods", cluster)
+        .await?
+        .iter()
         .map(|p| {
             let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
             (

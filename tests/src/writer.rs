@@ -14,6 +14,19 @@ const WRITER_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// Connects as postgres to `ip`:5432 within `timeout`.
 pub async fn connect(ip: &str, password: &str, timeout: Duration) -> Result<Client> {
+    connect_as(ip, "postgres", password, "postgres", None, timeout).await
+}
+
+/// Connects as `user` to `database` on `ip`:5432 (a loopback address only) within `timeout`;
+/// the session shows `application` as its `application_name` when given.
+pub async fn connect_as(
+    ip: &str,
+    user: &str,
+    password: &str,
+    database: &str,
+    application: Option<&str>,
+    timeout: Duration,
+) -> Result<Client> {
     let addr: Ipv4Addr = ip.parse().with_context(|| format!("address {ip:?}"))?;
     if !addr.is_loopback() {
         bail!("refusing to connect to {addr}: outside 127.0.0.0/8");
@@ -22,10 +35,13 @@ pub async fn connect(ip: &str, password: &str, timeout: Duration) -> Result<Clie
     config
         .hostaddr(addr.into())
         .port(5432)
-        .user("postgres")
+        .user(user)
         .password(password)
-        .dbname("postgres")
+        .dbname(database)
         .connect_timeout(timeout);
+    if let Some(name) = application {
+        config.application_name(name);
+    }
     let (client, connection) = tokio::time::timeout(timeout, config.connect(NoTls))
         .await
         .with_context(|| format!("connecting to {ip} took over {timeout:?}"))??;

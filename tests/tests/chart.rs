@@ -17,22 +17,16 @@
 
 use anyhow::{Context, Result, bail, ensure};
 use common::config::{Input, load};
+use e2e::chart::{helm_wait, operator_chart, release_can_run};
 use e2e::command::{helm, kubectl, kubectl_with_stdin};
 use e2e::eventually::eventually_with;
-use e2e::patroni::{TIMEOUT, json, manifest, runner_is_up, writable_master};
+use e2e::patroni::{TIMEOUT, json, manifest, writable_master};
 use e2e::{cluster::cluster, namespace::TestNamespace, paths};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
-
-fn chart() -> String {
-    paths::repo_root()
-        .join("charts/postgres-operator")
-        .to_string_lossy()
-        .into_owned()
-}
 
 /// Zalando's data files (`../shared/fixtures/zalando` next to the repository).
 fn fixture(name: &str) -> PathBuf {
@@ -62,7 +56,7 @@ fn documents(text: &str) -> Result<Vec<Value>> {
 
 /// `helm template` of the chart as release `release` in `namespace` with extra arguments.
 async fn render(release: &str, namespace: &str, args: &[&str]) -> Result<Vec<Value>> {
-    let chart = chart();
+    let chart = operator_chart();
     let mut all = vec!["template", release, chart.as_str(), "-n", namespace];
     all.extend_from_slice(args);
     let out = helm(all).await?.ok()?;
@@ -181,9 +175,9 @@ fn check_restricted(deployment: &Value) -> Result<()> {
 
 #[tokio::test]
 async fn helm_lint_passes() -> Result<()> {
-    helm(["lint", "--strict", &chart()]).await?.ok()?;
+    helm(["lint", "--strict", &operator_chart()]).await?.ok()?;
     let zalando = fixture("chart-values.yaml");
-    helm(["lint", &chart(), "-f", &zalando.to_string_lossy()])
+    helm(["lint", &operator_chart(), "-f", &zalando.to_string_lossy()])
         .await?
         .ok()?;
     for variant in [
@@ -192,7 +186,9 @@ async fn helm_lint_passes() -> Result<()> {
         "controller.enabled=false",
         "rbac.createAggregateClusterRoles=true",
     ] {
-        helm(["lint", &chart(), "--set", variant]).await?.ok()?;
+        helm(["lint", &operator_chart(), "--set", variant])
+            .await?
+            .ok()?;
     }
     Ok(())
 }
@@ -593,7 +589,7 @@ securityContext: {runAsUser: 1000}
     ensure!(got.config.kubernetes.liveness_probe.is_some());
 
     // A wrong configTarget is refused with its name.
-    let chart = chart();
+    let chart = operator_chart();
     let bad = helm(["template", "x", &chart, "--set", "configTarget=Secret"])
         .await?
         .failed()?;
@@ -758,9 +754,7 @@ async fn statefulset_replicas(ns: &str, name: &str) -> Result<i64> {
 
 #[tokio::test]
 async fn helm_install_upgrade_and_uninstall_run_the_operator() -> Result<()> {
-    runner_is_up()?;
-    e2e::process::workspace_binary("controller")?;
-    e2e::process::workspace_binary("webhook")?;
+    release_can_run()?;
     let c = cluster().await?;
     let ns = TestNamespace::new(&c, "chart").await?;
     let n = ns.name.as_str();
@@ -770,7 +764,7 @@ async fn helm_install_upgrade_and_uninstall_run_the_operator() -> Result<()> {
     let webhook = format!("{fullname}-webhook");
     let configurations = format!("{webhook}-{n}");
 
-    helm(["lint", &chart()]).await?.ok()?;
+    helm(["lint", &operator_chart()]).await?.ok()?;
     let values = values_file(n, "ConfigMap", 1)?;
     let values = values.to_string_lossy().into_owned();
     let mut guard = Release {
@@ -778,20 +772,7 @@ async fn helm_install_upgrade_and_uninstall_run_the_operator() -> Result<()> {
         namespace: n.into(),
         done: false,
     };
-    let out = helm([
-        "install",
-        &release,
-        &chart(),
-        "-n",
-        n,
-        "-f",
-        &values,
-        "--wait",
-        "--timeout",
-        "180s",
-    ])
-    .await?
-    .ok()?;
+    let out = helm_wait("install", &release, &operator_chart(), n, &[&values]).await?;
     ensure!(out.stdout.contains("STATUS: deployed"), "{out}");
 
     // Both Deployments' pods run (the runner's loopback pod IPs) and are Ready.
@@ -875,20 +856,7 @@ async fn helm_install_upgrade_and_uninstall_run_the_operator() -> Result<()> {
     // controller take the new limit, the ConfigMap goes, the database pod keeps running.
     let values = values_file(n, "OperatorConfigurationCRD", 2)?;
     let values = values.to_string_lossy().into_owned();
-    helm([
-        "upgrade",
-        &release,
-        &chart(),
-        "-n",
-        n,
-        "-f",
-        &values,
-        "--wait",
-        "--timeout",
-        "180s",
-    ])
-    .await?
-    .ok()?;
+    helm_wait("upgrade", &release, &operator_chart(), n, &[&values]).await?;
     let config = json(&["get", "operatorconfiguration", &fullname, "-n", n]).await?;
     ensure!(config["configuration"]["max_instances"] == 2, "{config}");
     let gone = kubectl(["get", "configmap", &fullname, "-n", n])

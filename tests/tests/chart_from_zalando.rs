@@ -9,9 +9,10 @@
 //! Zalando's chart also has) so the test never meets the demo's or other tests' objects.
 
 use anyhow::{Context, Result, bail, ensure};
+use e2e::chart::{helm_wait, operator_chart, release_can_run};
 use e2e::command::helm;
 use e2e::eventually::eventually_with;
-use e2e::patroni::{json, runner_is_up};
+use e2e::patroni::json;
 use e2e::{cluster::cluster, namespace::TestNamespace, paths};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -38,9 +39,7 @@ fn zalando_release_chart(ns: &str) -> Result<String> {
 
 #[tokio::test]
 async fn a_zalando_release_is_upgraded_in_place() -> Result<()> {
-    runner_is_up()?;
-    e2e::process::workspace_binary("controller")?;
-    e2e::process::workspace_binary("webhook")?;
+    release_can_run()?;
     let c = cluster().await?;
     let ns = TestNamespace::new(&c, "fromzal").await?;
     let n = ns.name.as_str();
@@ -82,25 +81,18 @@ async fn a_zalando_release_is_upgraded_in_place() -> Result<()> {
     let ours_file = paths::local_dir().join(format!("zalando-ours-{n}.yaml"));
     std::fs::write(&ours_file, serde_yaml::to_string(&ours)?)?;
     let zalando_values = paths::repo_root().join("../shared/fixtures/zalando/chart-values.yaml");
-    let chart = paths::repo_root().join("charts/postgres-operator");
-    let out = helm([
+    let out = helm_wait(
         "upgrade",
         release,
-        &chart.to_string_lossy(),
-        "-n",
+        &operator_chart(),
         n,
-        "-f",
-        &zalando_values.to_string_lossy(),
-        "-f",
-        &names_file,
-        "-f",
-        &ours_file.to_string_lossy(),
-        "--wait",
-        "--timeout",
-        "180s",
-    ])
-    .await?
-    .ok()?;
+        &[
+            &zalando_values.to_string_lossy(),
+            &names_file,
+            &ours_file.to_string_lossy(),
+        ],
+    )
+    .await?;
     ensure!(out.stdout.contains("STATUS: deployed"), "{out}");
 
     // The same Deployment, updated: same uid and selector, our image.

@@ -11,19 +11,13 @@
 
 use anyhow::{Result, ensure};
 use common::config::{Config, Input, load};
+use e2e::chart::operator_chart;
 use e2e::command::{CommandOutput, helm};
 use e2e::paths;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-
-fn chart() -> String {
-    paths::repo_root()
-        .join("charts/postgres-operator")
-        .to_string_lossy()
-        .into_owned()
-}
 
 /// Writes `values` as a values file named after `name`.
 fn values_file(name: &str, values: &Value) -> Result<PathBuf> {
@@ -40,7 +34,7 @@ async fn template(name: &str, values: &Value, target: &str) -> Result<CommandOut
     helm([
         "template",
         "postgres-operator",
-        &chart(),
+        &operator_chart(),
         "-n",
         "postgres-operator",
         "-f",
@@ -125,7 +119,7 @@ async fn misspelt_keys_are_refused_with_their_name() -> Result<()> {
         "lint",
         &json!({"configKubernetes": {"enable_sidecar": true}}),
     )?;
-    let lint = helm(["lint", &chart(), "-f", &file.to_string_lossy()])
+    let lint = helm(["lint", &operator_chart(), "-f", &file.to_string_lossy()])
         .await?
         .failed()?;
     ensure!(

@@ -208,13 +208,7 @@ async fn minimal_cluster_gets_its_children_and_becomes_running() -> Result<()> {
         std::time::Duration::from_millis(500),
         || async {
             let pg = get("postgresql", n, "acid-minimal-cluster").await?;
-            let ready = pg["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|c| c["type"] == "Ready")
-                .cloned()
-                .unwrap_or_default();
+            let ready = e2e::status::condition(&pg, "Ready");
             if ready["status"] != "True" {
                 bail!("Ready is {ready}");
             }
@@ -736,13 +730,7 @@ async fn complete_manifest_with_owner_references_cascades() -> Result<()> {
         "not Running while the pods are not ready"
     );
     // What it asks for that the operator does not do yet is in Ready and one Warning Event.
-    let ready = pg["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["type"] == "Ready")
-        .cloned()
-        .unwrap_or_default();
+    let ready = e2e::status::condition(&pg, "Ready");
     assert_eq!(ready["reason"], "UnsupportedField", "{ready}");
     assert!(
         ready["message"]

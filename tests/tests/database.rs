@@ -9,28 +9,22 @@
 //! users' Secrets.
 
 use anyhow::{Context, Result, bail};
-use e2e::command::{kubectl, kubectl_with_stdin};
+use e2e::command::kubectl;
+use e2e::events::events;
 use e2e::eventually::{eventually, eventually_with};
-use e2e::patroni::{MAJOR, TIMEOUT, json, setup, sql, sql_as, start_controller, writable_master};
+use e2e::patch::{kubectl_apply, merge_patch, set_operator_config};
+use e2e::patroni::{TIMEOUT, json, setup, sql, sql_as, start_controller, writable_master};
+use e2e::secrets::{secret_field, secret_name, user_password};
+use e2e::status::condition;
 use std::time::Duration;
 
 const CLUSTER: &str = "acid-inside";
 
 /// The cluster; `extra_prepared` is appended to `preparedDatabases` (indented by 4).
 fn manifest(extra_users: &str, extra_extensions: &str, extra_prepared: &str) -> String {
+    let base = e2e::patroni::manifest(CLUSTER, 1);
     format!(
-        "apiVersion: acid.zalan.do/v1
-kind: postgresql
-metadata:
-  name: {CLUSTER}
-spec:
-  teamId: acid
-  numberOfInstances: 1
-  postgresql:
-    version: \"{MAJOR}\"
-  volume:
-    size: 1Gi
-  users:
+        "{base}  users:
     zalando: [superuser, createdb]
     foo_user: []
     flow_user: [LOGIN, NOCREATEDB]
@@ -49,36 +43,6 @@ spec:
     )
 }
 
-async fn apply(text: &str, ns: &str) -> Result<()> {
-    kubectl_with_stdin(["apply", "-n", ns, "-f", "-"], text)
-        .await?
-        .ok()?;
-    Ok(())
-}
-
-fn secret_name(user: &str) -> String {
-    format!(
-        "{}.{CLUSTER}.credentials.postgresql.acid.zalan.do",
-        user.replace('_', "-")
-    )
-}
-
-async fn password_of(ns: &str, user: &str) -> Result<String> {
-    let template = "go-template={{.data.password | base64decode}}";
-    Ok(kubectl([
-        "get",
-        "secret",
-        &secret_name(user),
-        "-n",
-        ns,
-        "-o",
-        template,
-    ])
-    .await?
-    .ok()?
-    .stdout)
-}
-
 /// Waits until `user` logs in with the password of its Secret; returns that password.
 async fn logs_in(ip: &str, ns: &str, user: &str) -> Result<String> {
     eventually_with(
@@ -86,7 +50,7 @@ async fn logs_in(ip: &str, ns: &str, user: &str) -> Result<String> {
         TIMEOUT,
         Duration::from_millis(500),
         || async {
-            let pw = password_of(ns, user).await?;
+            let pw = user_password(ns, user, CLUSTER).await?;
             let me = sql_as(ip, user, &pw, "postgres", "select current_user").await?;
             if me != user {
                 bail!("logged in as {me}");
@@ -117,25 +81,13 @@ async fn the_manifests_users_and_databases_exist_inside_postgresql() -> Result<(
     let apps =
         e2e::namespace::TestNamespace::new(&e2e::cluster::cluster().await?, "inside-apps").await?;
     drop(controller);
-    let patch = r#"{"data": {"enable_cross_namespace_secret": "true"}}"#;
-    kubectl([
-        "patch",
-        "configmap",
-        "postgres-operator",
-        "-n",
-        n,
-        "--type=merge",
-        "-p",
-        patch,
-    ])
-    .await?
-    .ok()?;
+    set_operator_config(n, &[("enable_cross_namespace_secret", "true")]).await?;
     let controller = start_controller(n)?;
     let baz = format!(
         "    baz:\n      defaultUsers: true\n      secretNamespace: {}\n",
         apps.name
     );
-    apply(&manifest("", "", &baz), n).await?;
+    kubectl_apply(n, &manifest("", "", &baz)).await?;
     let (_, ip, pw) = writable_master(n, CLUSTER).await?;
 
     // Users log in with their Secrets' passwords, with the flags asked.
@@ -153,18 +105,11 @@ async fn the_manifests_users_and_databases_exist_inside_postgresql() -> Result<(
     // their roles without a namespace in the name.
     for user in ["baz_owner_user", "baz_reader_user", "baz_writer_user"] {
         let username = eventually(&format!("{user}'s Secret in {}", apps.name), || async {
-            let template = "go-template={{.data.username | base64decode}}";
-            let name = secret_name(user);
-            Ok(
-                kubectl(["get", "secret", &name, "-n", &apps.name, "-o", template])
-                    .await?
-                    .ok()?
-                    .stdout,
-            )
+            secret_field(&apps.name, &secret_name(user, CLUSTER), "username").await
         })
         .await?;
         assert_eq!(username, user);
-        let here = kubectl(["get", "secret", &secret_name(user), "-n", n]).await?;
+        let here = kubectl(["get", "secret", &secret_name(user, CLUSTER), "-n", n]).await?;
         assert!(
             here.ok().is_err(),
             "{user}'s Secret is not in the cluster's namespace"
@@ -228,7 +173,7 @@ async fn the_manifests_users_and_databases_exist_inside_postgresql() -> Result<(
     })
     .await?;
     assert_eq!(schemas, "data bar_data_owner,history bar_owner");
-    let owner_pw = password_of(n, "bar_owner_user").await?;
+    let owner_pw = user_password(n, "bar_owner_user", CLUSTER).await?;
     sql_as(
         &ip,
         "bar_owner_user",
@@ -237,7 +182,7 @@ async fn the_manifests_users_and_databases_exist_inside_postgresql() -> Result<(
         "set role bar_owner; create table public.probe(x int); insert into public.probe values (1)",
     )
     .await?;
-    let reader_pw = password_of(n, "bar_reader_user").await?;
+    let reader_pw = user_password(n, "bar_reader_user", CLUSTER).await?;
     assert_eq!(
         sql_as(
             &ip,
@@ -262,7 +207,7 @@ async fn the_manifests_users_and_databases_exist_inside_postgresql() -> Result<(
         .is_err(),
         "the reader role cannot write"
     );
-    let writer_pw = password_of(n, "bar_writer_user").await?;
+    let writer_pw = user_password(n, "bar_writer_user", CLUSTER).await?;
     sql_as(
         &ip,
         "bar_writer_user",
@@ -285,33 +230,27 @@ async fn the_manifests_users_and_databases_exist_inside_postgresql() -> Result<(
     );
 
     // A password edited in the Secret is the role's password at the next login.
-    let patch = r#"{"stringData": {"password": "edited-by-hand-1"}}"#;
-    kubectl([
-        "patch",
-        "secret",
-        &secret_name("foo_user"),
-        "-n",
+    merge_patch(
         n,
-        "--type=merge",
-        "-p",
-        patch,
-    ])
-    .await?
-    .ok()?;
+        "secret",
+        &secret_name("foo_user", CLUSTER),
+        &serde_json::json!({"stringData": {"password": "edited-by-hand-1"}}),
+    )
+    .await?;
     eventually("foo_user to log in with the edited password", || async {
         sql_as(&ip, "foo_user", "edited-by-hand-1", "postgres", "select 1").await
     })
     .await?;
 
     // A removed user stays; a failing statement is reported and the others are applied.
-    apply(
+    kubectl_apply(
+        n,
         &manifest(
             "    late_user: []\n",
             "        no_such_extension: public\n",
             &baz,
         )
         .replace("    flow_user: [LOGIN, NOCREATEDB]\n", ""),
-        n,
     )
     .await?;
     logs_in(&ip, n, "late_user").await?;
@@ -327,13 +266,7 @@ async fn the_manifests_users_and_databases_exist_inside_postgresql() -> Result<(
     );
     let pg = eventually("the failed statement in the status", || async {
         let pg = json(&["get", "postgresql", CLUSTER, "-n", n]).await?;
-        let ready = pg["status"]["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| c["type"] == "Ready")
-            .cloned()
-            .unwrap_or_default();
+        let ready = condition(&pg, "Ready");
         if ready["reason"] != "DatabaseSyncFailed" {
             bail!("Ready is {ready}");
         }
@@ -346,20 +279,8 @@ async fn the_manifests_users_and_databases_exist_inside_postgresql() -> Result<(
         !message.contains("SCRAM"),
         "no password hash in the status: {message}"
     );
-    let events = kubectl([
-        "get",
-        "events",
-        "-n",
-        n,
-        "--field-selector",
-        "reason=DatabaseSyncFailed",
-        "-o",
-        "name",
-    ])
-    .await?
-    .ok()?;
     assert!(
-        !events.stdout.trim().is_empty(),
+        !events(n, "reason=DatabaseSyncFailed").await?.is_empty(),
         "a DatabaseSyncFailed Event"
     );
     drop(controller);

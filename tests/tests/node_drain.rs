@@ -10,8 +10,10 @@
 //! may run beside it (cargo runs the test files one after the other).
 
 use anyhow::{Context, Result, ensure};
-use e2e::command::{kubectl, kubectl_with_stdin};
+use e2e::command::kubectl;
+use e2e::events::notes_with_reason;
 use e2e::eventually::eventually_with;
+use e2e::patch::{kubectl_apply, patch_postgresql, set_operator_config};
 use e2e::paths;
 use e2e::patroni::{
     TIMEOUT, json, leader_annotation, manifest_with, password, pods, pods_with_role, setup,
@@ -52,17 +54,6 @@ async fn node_of(ns: &str, pod: &str) -> Result<String> {
         .with_context(|| format!("{pod} is not scheduled"))
 }
 
-async fn events(ns: &str, reason: &str) -> Result<Vec<String>> {
-    let list = json(&["get", "events", "-n", ns]).await?;
-    Ok(list["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["reason"] == reason)
-        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
-        .collect())
-}
-
 #[tokio::test]
 async fn cordoning_the_masters_node_switches_over_to_the_replica_and_deletes_nothing() -> Result<()>
 {
@@ -71,24 +62,10 @@ async fn cordoning_the_masters_node_switches_over_to_the_replica_and_deletes_not
     let n = ns.name.as_str();
     // Required anti-affinity puts the two members on different nodes; the controller is
     // restarted so that the StatefulSet is built with it from the start.
-    kubectl([
-        "patch",
-        "configmap",
-        "postgres-operator",
-        "-n",
-        n,
-        "--type",
-        "merge",
-        "-p",
-        r#"{"data":{"enable_pod_antiaffinity":"true"}}"#,
-    ])
-    .await?
-    .ok()?;
+    set_operator_config(n, &[("enable_pod_antiaffinity", "true")]).await?;
     drop(controller);
     let _controller = start_controller(n)?;
-    kubectl_with_stdin(["apply", "-n", n, "-f", "-"], &manifest_with(C, 2, PATRONI))
-        .await?
-        .ok()?;
+    kubectl_apply(n, &manifest_with(C, 2, PATRONI)).await?;
     let pw = eventually_with("the postgres Secret", TIMEOUT, POLL, || password(n, C)).await?;
     let before = steady(n, C, &pw, 1).await?;
     let (old_master, replica) = (before.master.clone(), before.replicas[0].0.clone());
@@ -135,7 +112,7 @@ async fn cordoning_the_masters_node_switches_over_to_the_replica_and_deletes_not
         node_of(n, &old_master).await? == master_node,
         "{old_master} left {master_node}"
     );
-    let notes = events(n, "NodeDrain").await?;
+    let notes = notes_with_reason(n, "NodeDrain").await?;
     ensure!(
         notes.iter().any(|m| m
             == &format!(
@@ -143,7 +120,7 @@ async fn cordoning_the_masters_node_switches_over_to_the_replica_and_deletes_not
             )),
         "no Event about the switchover: {notes:?}"
     );
-    let failures = events(n, "NodeDrainFailed").await?;
+    let failures = notes_with_reason(n, "NodeDrainFailed").await?;
     ensure!(failures.is_empty(), "failure Events: {failures:?}");
     // The move is done once: a while later the new master still leads, no second switchover.
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -151,7 +128,7 @@ async fn cordoning_the_masters_node_switches_over_to_the_replica_and_deletes_not
         leader_annotation(n, C).await? == replica,
         "the leader moved again"
     );
-    let switchovers = events(n, "NodeDrain")
+    let switchovers = notes_with_reason(n, "NodeDrain")
         .await?
         .into_iter()
         .filter(|m| m.starts_with("Switching over"))
@@ -172,26 +149,20 @@ async fn cordoning_the_masters_node_switches_over_to_the_replica_and_deletes_not
         / 3600
         + 2)
         % 24;
-    kubectl([
-        "patch",
-        "postgresql",
-        C,
-        "-n",
+    let window = format!("{hour:02}:00-{hour:02}:30");
+    patch_postgresql(
         n,
-        "--type",
-        "merge",
-        "-p",
-        &format!(r#"{{"spec":{{"maintenanceWindows":["{hour:02}:00-{hour:02}:30"]}}}}"#),
-    ])
-    .await?
-    .ok()?;
+        C,
+        &serde_json::json!({"spec": {"maintenanceWindows": [window]}}),
+    )
+    .await?;
     let cordon = Cordoned::new(&replica_node).await?;
     let scheduled = eventually_with(
         "an Event about the scheduled switchover",
         TIMEOUT,
         POLL,
         || async {
-            let notes = events(n, "NodeDrain").await?;
+            let notes = notes_with_reason(n, "NodeDrain").await?;
             notes
                 .into_iter()
                 .find(|m| m.contains(" scheduled for "))

@@ -14,8 +14,9 @@
 //! short.
 
 use anyhow::{Context, Result, bail, ensure};
-use e2e::command::{kubectl, kubectl_with_stdin};
+use e2e::events::notes_with_reason;
 use e2e::eventually::eventually_with;
+use e2e::patch::{kubectl_apply, patch_postgresql};
 use e2e::patroni::{
     TIMEOUT, json, manifest_with, pods, pods_with_role, setup, sql, wait_streaming, writable_master,
 };
@@ -77,12 +78,7 @@ async fn members(ns: &str, cluster: &str, pw: &str) -> Result<Vec<Member>> {
 /// Patroni's configuration is done (it writes Zalando's `failsafe_mode: false`); returns the
 /// password, the master's pod name and the members, stable for a few seconds.
 async fn cluster(ns: &str, cluster: &str) -> Result<(String, String, Vec<Member>)> {
-    kubectl_with_stdin(
-        ["apply", "-n", ns, "-f", "-"],
-        &manifest_with(cluster, 2, PATRONI),
-    )
-    .await?
-    .ok()?;
+    kubectl_apply(ns, &manifest_with(cluster, 2, PATRONI)).await?;
     let (master, master_ip, pw) = writable_master(ns, cluster).await?;
     wait_streaming(&master_ip, &pw, 1).await?;
     eventually_with("the first Patroni config sync", TIMEOUT, POLL, || async {
@@ -105,21 +101,9 @@ async fn cluster(ns: &str, cluster: &str) -> Result<(String, String, Vec<Member>
     Ok((pw, master, after))
 }
 
-async fn patch(ns: &str, cluster: &str, spec: &str) -> Result<()> {
-    kubectl([
-        "patch",
-        "postgresql",
-        cluster,
-        "-n",
-        ns,
-        "--type",
-        "merge",
-        "-p",
-        &format!("{{\"spec\":{spec}}}"),
-    ])
-    .await?
-    .ok()?;
-    Ok(())
+/// A merge patch of the cluster's `spec` with `spec`.
+async fn patch(ns: &str, cluster: &str, spec: Value) -> Result<()> {
+    patch_postgresql(ns, cluster, &serde_json::json!({ "spec": spec })).await
 }
 
 async fn show_max_connections(ip: &str, pw: &str) -> Result<String> {
@@ -128,22 +112,7 @@ async fn show_max_connections(ip: &str, pw: &str) -> Result<String> {
 
 /// The notes of the cluster's Events with reason `Update` (the restarts).
 async fn restart_events(ns: &str) -> Result<Vec<String>> {
-    let list = json(&[
-        "get",
-        "events",
-        "-n",
-        ns,
-        "--field-selector",
-        "reason=Update",
-    ])
-    .await?;
-    Ok(list["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e["message"].as_str().or(e["note"].as_str()))
-        .map(String::from)
-        .collect())
+    notes_with_reason(ns, "Update").await
 }
 
 /// Changes `max_connections` from its current value by `delta` and waits until both members run
@@ -161,7 +130,7 @@ async fn change_max_connections(
     patch(
         n,
         name,
-        &format!("{{\"postgresql\":{{\"parameters\":{{\"max_connections\":\"{wanted}\"}}}}}}"),
+        serde_json::json!({"postgresql": {"parameters": {"max_connections": wanted}}}),
     )
     .await?;
     let after = eventually_with(
@@ -238,7 +207,7 @@ async fn a_ttl_change_reaches_the_dcs_without_restarting_anything() -> Result<()
         "ttl before: {}",
         dcs(n, C).await?
     );
-    patch(n, C, "{\"patroni\":{\"ttl\":25}}").await?;
+    patch(n, C, serde_json::json!({"patroni": {"ttl": 25}})).await?;
     eventually_with("ttl 25 in the DCS", CHANGE_TIMEOUT, POLL, || async {
         let config = dcs(n, C).await?;
         ensure!(config["ttl"] == 25, "ttl {}", config["ttl"]);
@@ -262,7 +231,7 @@ async fn a_ttl_change_reaches_the_dcs_without_restarting_anything() -> Result<()
     patch(
         n,
         C,
-        "{\"patroni\":{\"slots\":{\"keep\":{\"type\":\"physical\"}}}}",
+        serde_json::json!({"patroni": {"slots": {"keep": {"type": "physical"}}}}),
     )
     .await?;
     eventually_with("slot keep in the DCS", CHANGE_TIMEOUT, POLL, || async {
@@ -288,7 +257,7 @@ async fn a_ttl_change_reaches_the_dcs_without_restarting_anything() -> Result<()
         "remembered {remembered}"
     );
     foreign_slot(&before[0].ip).await?;
-    patch(n, C, "{\"patroni\":{\"slots\":null}}").await?;
+    patch(n, C, serde_json::json!({"patroni": {"slots": null}})).await?;
     eventually_with(
         "slot keep removed from the DCS",
         CHANGE_TIMEOUT,

@@ -31,13 +31,7 @@ async fn one_instance_gets_a_master_elected_by_patroni_that_psql_reaches() -> Re
     assert_eq!(sql(&ip, &pw, "select 1").await?, "1");
     // The runner, not kwok, says Ready: the pod is Ready once Patroni answers /readiness.
     let p = json(&["get", "pod", &pod, "-n", n]).await?;
-    let ready = p["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["type"] == "Ready")
-        .cloned()
-        .unwrap_or_default();
+    let ready = e2e::status::condition(&p, "Ready");
     assert_eq!(ready["status"], "True", "{ready}");
     // The master Service, served by the runner on its ClusterIP, reaches the leader.
     let service = json(&["get", "service", "acid-one", "-n", n]).await?;

@@ -7,9 +7,10 @@
 //! suffix and loses LOGIN, and is renamed back when it returns.
 
 use anyhow::{Result, bail};
-use e2e::command::{kubectl, kubectl_with_stdin};
 use e2e::eventually::eventually_with;
-use e2e::patroni::{MAJOR, TIMEOUT, setup, sql, sql_as, writable_master};
+use e2e::patch::kubectl_apply;
+use e2e::patroni::{TIMEOUT, setup, sql, sql_as, writable_master};
+use e2e::secrets::user_password;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -73,13 +74,6 @@ async fn teams_api(teams: BTreeMap<&'static str, Vec<&'static str>>) -> Result<T
     Ok(TeamsApi { port, seen_tokens })
 }
 
-async fn apply(text: &str, ns: &str) -> Result<()> {
-    kubectl_with_stdin(["apply", "-n", ns, "-f", "-"], text)
-        .await?
-        .ok()?;
-    Ok(())
-}
-
 fn secret(name: &str, data: &[(&str, &str)]) -> String {
     let data: serde_json::Map<String, serde_json::Value> = data
         .iter()
@@ -137,18 +131,6 @@ async fn roles(ip: &str, pw: &str, names: &[&str]) -> Result<Vec<String>> {
     Ok(out.lines().map(str::to_string).collect())
 }
 
-async fn cluster_secret_password(ns: &str, user: &str) -> Result<String> {
-    let name = format!(
-        "{}.{CLUSTER}.credentials.postgresql.acid.zalan.do",
-        user.replace('_', "-")
-    );
-    let template = "go-template={{.data.password | base64decode}}";
-    Ok(kubectl(["get", "secret", &name, "-n", ns, "-o", template])
-        .await?
-        .ok()?
-        .stdout)
-}
-
 #[tokio::test]
 async fn infrastructure_and_team_roles_exist_inside_postgresql() -> Result<()> {
     let api = teams_api(BTreeMap::from([
@@ -159,7 +141,8 @@ async fn infrastructure_and_team_roles_exist_inside_postgresql() -> Result<()> {
     let (ns, _controller) = setup("roles").await?;
     let n = ns.name.as_str();
 
-    apply(
+    kubectl_apply(
+        n,
         &secret(
             "infra-new",
             &[
@@ -168,10 +151,10 @@ async fn infrastructure_and_team_roles_exist_inside_postgresql() -> Result<()> {
                 ("memberof", "robot_zmon"),
             ],
         ),
-        n,
     )
     .await?;
-    apply(
+    kubectl_apply(
+        n,
         &secret(
             "infra-legacy",
             &[
@@ -181,14 +164,14 @@ async fn infrastructure_and_team_roles_exist_inside_postgresql() -> Result<()> {
                 ("robot_described", "described-1"),
             ],
         ),
-        n,
     )
     .await?;
     let descriptions = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "infra-legacy"},
         "data": {"robot_described": "user_flags: [createdb]\ninrole: [robot_zmon, admin]\n"}});
-    apply(&descriptions.to_string(), n).await?;
-    apply(
+    kubectl_apply(n, &descriptions.to_string()).await?;
+    kubectl_apply(
+        n,
         &secret(
             "teams-token",
             &[
@@ -196,10 +179,9 @@ async fn infrastructure_and_team_roles_exist_inside_postgresql() -> Result<()> {
                 ("read-only-token-secret", TOKEN),
             ],
         ),
-        n,
     )
     .await?;
-    apply(&postgres_team(&["tia", "flynch"]), n).await?;
+    kubectl_apply(n, &postgres_team(&["tia", "flynch"])).await?;
     let config = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "postgres-operator"},
         "data": {"enable_crd_registration": "false", "resync_period": "5s", "repair_period": "5s",
@@ -211,11 +193,9 @@ async fn infrastructure_and_team_roles_exist_inside_postgresql() -> Result<()> {
             "enable_postgres_team_crd": "true",
             "enable_team_member_deprecation": "true",
             "role_deletion_suffix": "_gone"}});
-    apply(&config.to_string(), n).await?;
-    let manifest = format!(
-        "apiVersion: acid.zalan.do/v1\nkind: postgresql\nmetadata:\n  name: {CLUSTER}\nspec:\n  teamId: acid\n  numberOfInstances: 1\n  postgresql:\n    version: \"{MAJOR}\"\n  volume:\n    size: 1Gi\n"
-    );
-    apply(&manifest, n).await?;
+    kubectl_apply(n, &config.to_string()).await?;
+    let manifest = e2e::patroni::manifest(CLUSTER, 1);
+    kubectl_apply(n, &manifest).await?;
     let (_, ip, pw) = writable_master(n, CLUSTER).await?;
 
     // Infrastructure roles of every source log in with the passwords of their definitions.
@@ -269,10 +249,11 @@ async fn infrastructure_and_team_roles_exist_inside_postgresql() -> Result<()> {
         "{tokens:?}"
     );
     // The infrastructure password is copied into the cluster's Secret of the role.
-    assert_eq!(cluster_secret_password(n, "robot_keyed").await?, "keyed-1");
+    assert_eq!(user_password(n, "robot_keyed", CLUSTER).await?, "keyed-1");
 
     // A password changed in the infrastructure Secret reaches the role and the cluster Secret.
-    apply(
+    kubectl_apply(
+        n,
         &secret(
             "infra-new",
             &[
@@ -281,7 +262,6 @@ async fn infrastructure_and_team_roles_exist_inside_postgresql() -> Result<()> {
                 ("memberof", "robot_zmon"),
             ],
         ),
-        n,
     )
     .await?;
     logs_in(&ip, "robot_keyed", "keyed-2").await?;
@@ -290,7 +270,7 @@ async fn infrastructure_and_team_roles_exist_inside_postgresql() -> Result<()> {
         TIMEOUT,
         Duration::from_millis(500),
         || async {
-            match cluster_secret_password(n, "robot_keyed").await?.as_str() {
+            match user_password(n, "robot_keyed", CLUSTER).await?.as_str() {
                 "keyed-2" => Ok(()),
                 _ => bail!("still the old password"),
             }
@@ -299,7 +279,7 @@ async fn infrastructure_and_team_roles_exist_inside_postgresql() -> Result<()> {
     .await?;
 
     // A member removed from the PostgresTeam loses LOGIN and is renamed; nothing is dropped.
-    apply(&postgres_team(&["tia"]), n).await?;
+    kubectl_apply(n, &postgres_team(&["tia"])).await?;
     eventually_with(
         "flynch to be deprecated",
         TIMEOUT,
@@ -314,7 +294,7 @@ async fn infrastructure_and_team_roles_exist_inside_postgresql() -> Result<()> {
     )
     .await?;
     // Back in the team: renamed back, LOGIN again.
-    apply(&postgres_team(&["tia", "flynch"]), n).await?;
+    kubectl_apply(n, &postgres_team(&["tia", "flynch"])).await?;
     eventually_with(
         "flynch to return",
         TIMEOUT,

@@ -12,13 +12,14 @@
 //!   single member cannot be switched over.
 
 use anyhow::{Result, bail, ensure};
-use e2e::command::kubectl;
-use e2e::command::kubectl_with_stdin;
+use e2e::events::notes_with_reason;
 use e2e::eventually::eventually_with;
-use e2e::patroni::{TIMEOUT, json, manifest_with, password, pods, setup, start_controller};
+use e2e::patch::{kubectl_apply, patch_postgresql, set_operator_config};
+use e2e::patroni::{
+    TIMEOUT, cluster_objects, json, manifest_with, password, pods, setup, start_controller,
+};
 use e2e::steady::{master_service_ip, steady};
 use e2e::writer::{Writer, create_table, lost_writes};
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -61,31 +62,11 @@ impl Drop for UidWatch {
     }
 }
 
-async fn events(ns: &str, reason: &str) -> Result<Vec<String>> {
-    let list = json(&["get", "events", "-n", ns]).await?;
-    Ok(list["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["reason"] == reason)
-        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
-        .collect())
-}
-
+/// The cluster's pods flagged for the rolling update.
 async fn flagged(ns: &str, cluster: &str) -> Result<Vec<String>> {
-    let list = json(&[
-        "get",
-        "pods",
-        "-n",
-        ns,
-        "-l",
-        &format!("cluster-name={cluster}"),
-    ])
-    .await?;
-    Ok(list["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    Ok(cluster_objects(ns, "pods", cluster)
+        .await?
+        .iter()
         .filter(|p| p["metadata"]["annotations"][ANNOTATION] == "true")
         .map(|p| {
             p["metadata"]["name"]
@@ -96,38 +77,20 @@ async fn flagged(ns: &str, cluster: &str) -> Result<Vec<String>> {
         .collect())
 }
 
-async fn patch(ns: &str, cluster: &str, patch: &Value) -> Result<()> {
-    kubectl([
-        "patch",
-        "postgresql",
-        cluster,
-        "-n",
-        ns,
-        "--type",
-        "merge",
-        "-p",
-        &patch.to_string(),
-    ])
-    .await?
-    .ok()
-    .map(drop)
-}
-
 #[tokio::test]
 async fn a_cpu_change_rolls_three_members_with_one_switchover_and_survives_a_controller_kill()
 -> Result<()> {
     const C: &str = "acid-roll";
     let (ns, controller) = setup("rollout").await?;
     let n = ns.name.as_str();
-    kubectl_with_stdin(
-        ["apply", "-n", n, "-f", "-"],
+    kubectl_apply(
+        n,
         &format!(
             "{}  resources:\n    requests:\n      cpu: 100m\n      memory: 100Mi\n",
             manifest_with(C, 3, "")
         ),
     )
-    .await?
-    .ok()?;
+    .await?;
     let pw = eventually_with("the postgres Secret", TIMEOUT, POLL, || password(n, C)).await?;
     let before = steady(n, C, &pw, 2).await?;
     create_table(&before.master_ip, &pw).await?;
@@ -137,7 +100,7 @@ async fn a_cpu_change_rolls_three_members_with_one_switchover_and_survives_a_con
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let started = Instant::now();
-    patch(
+    patch_postgresql(
         n,
         C,
         &serde_json::json!({"spec": {"resources": {"requests": {"cpu": "150m"}}}}),
@@ -194,7 +157,7 @@ async fn a_cpu_change_rolls_three_members_with_one_switchover_and_survives_a_con
     for (pod, seen) in &uids {
         ensure!(seen.len() == 2, "{pod} had {} uids: {seen:?}", seen.len());
     }
-    let done = events(n, "Switchover").await?;
+    let done = notes_with_reason(n, "Switchover").await?;
     let switchovers: Vec<&String> = done.iter().filter(|m| m.ends_with(" done")).collect();
     ensure!(
         switchovers.len() == 1,
@@ -206,7 +169,7 @@ async fn a_cpu_change_rolls_three_members_with_one_switchover_and_survives_a_con
         before.master,
         switchovers[0]
     );
-    let recreations = events(n, "RollingUpdate").await?;
+    let recreations = notes_with_reason(n, "RollingUpdate").await?;
     let order: Vec<&String> = recreations
         .iter()
         .filter(|m| m.starts_with("Recreating pod "))
@@ -228,33 +191,14 @@ async fn a_cpu_change_rolls_three_members_with_one_switchover_and_survives_a_con
     Ok(())
 }
 
-async fn set_config(ns: &str, key: &str, value: &str) -> Result<()> {
-    kubectl([
-        "patch",
-        "configmap",
-        "postgres-operator",
-        "-n",
-        ns,
-        "--type",
-        "merge",
-        "-p",
-        &serde_json::json!({"data": {key: value}}).to_string(),
-    ])
-    .await?
-    .ok()
-    .map(drop)
-}
-
 #[tokio::test]
 async fn a_lazy_image_change_recreates_nothing_until_the_option_is_turned_off() -> Result<()> {
     const C: &str = "acid-lazy";
     const IMAGE: &str = "ghcr.io/zalando/spilo-17:4.0-p3-lazy-test";
     let (ns, _controller) = setup("lazy").await?;
     let n = ns.name.as_str();
-    set_config(n, "enable_lazy_spilo_upgrade", "true").await?;
-    kubectl_with_stdin(["apply", "-n", n, "-f", "-"], &manifest_with(C, 1, ""))
-        .await?
-        .ok()?;
+    set_operator_config(n, &[("enable_lazy_spilo_upgrade", "true")]).await?;
+    kubectl_apply(n, &manifest_with(C, 1, "")).await?;
     let pw = eventually_with("the postgres Secret", TIMEOUT, POLL, || password(n, C)).await?;
     steady(n, C, &pw, 0).await?;
     let [(_, _, uid)] = pods(n, C)
@@ -262,7 +206,7 @@ async fn a_lazy_image_change_recreates_nothing_until_the_option_is_turned_off() 
         .try_into()
         .map_err(|p| anyhow::anyhow!("{p:?}"))?;
 
-    patch(n, C, &serde_json::json!({"spec": {"dockerImage": IMAGE}})).await?;
+    patch_postgresql(n, C, &serde_json::json!({"spec": {"dockerImage": IMAGE}})).await?;
     eventually_with(
         "the StatefulSet on the new image",
         TIMEOUT,
@@ -284,7 +228,7 @@ async fn a_lazy_image_change_recreates_nothing_until_the_option_is_turned_off() 
     ensure!(still == uid, "the pod was recreated by a lazy image change");
     ensure!(flagged(n, C).await?.is_empty(), "the pod was flagged");
 
-    set_config(n, "enable_lazy_spilo_upgrade", "false").await?;
+    set_operator_config(n, &[("enable_lazy_spilo_upgrade", "false")]).await?;
     eventually_with(
         "the pod recreated on the new image",
         TIMEOUT,
@@ -301,7 +245,7 @@ async fn a_lazy_image_change_recreates_nothing_until_the_option_is_turned_off() 
     )
     .await?;
     steady(n, C, &pw, 0).await?;
-    let notes = events(n, "RollingUpdate").await?;
+    let notes = notes_with_reason(n, "RollingUpdate").await?;
     ensure!(
         notes
             .iter()

@@ -15,9 +15,11 @@
 //!   status.
 
 use anyhow::{Context, Result, bail};
-use e2e::command::{kubectl, kubectl_with_stdin};
+use e2e::command::kubectl;
 use e2e::eventually::{eventually, eventually_with};
-use e2e::patroni::{MAJOR, TIMEOUT, setup, sql, sql_as, start_controller, writable_master};
+use e2e::patch::{kubectl_apply, merge_patch, set_operator_config};
+use e2e::patroni::{TIMEOUT, setup, sql, sql_as, start_controller, writable_master};
+use e2e::secrets::{secret_field, secret_name, secret_resource_version};
 use std::time::Duration;
 
 const CLUSTER: &str = "acid-rotation";
@@ -25,19 +27,9 @@ const CLUSTER: &str = "acid-rotation";
 const INTERVAL_DAYS: i64 = 3;
 
 fn manifest(rotation_lists: &str) -> String {
+    let base = e2e::patroni::manifest(CLUSTER, 1);
     format!(
-        "apiVersion: acid.zalan.do/v1
-kind: postgresql
-metadata:
-  name: {CLUSTER}
-spec:
-  teamId: acid
-  numberOfInstances: 1
-  postgresql:
-    version: \"{MAJOR}\"
-  volume:
-    size: 1Gi
-  users:
+        "{base}  users:
     foo_user: [createdb]
     flyway: []
     keep_user: []
@@ -48,70 +40,18 @@ spec:
 const LISTS: &str =
     "  usersWithSecretRotation: [foo_user]\n  usersWithInPlaceSecretRotation: [flyway]\n";
 
-async fn apply(text: &str, ns: &str) -> Result<()> {
-    kubectl_with_stdin(["apply", "-n", ns, "-f", "-"], text)
-        .await?
-        .ok()?;
-    Ok(())
-}
-
-fn secret_name(user: &str) -> String {
-    format!(
-        "{}.{CLUSTER}.credentials.postgresql.acid.zalan.do",
-        user.replace('_', "-")
-    )
-}
-
 /// One key of a user's Secret, decoded ("" when the key is absent).
 async fn field(ns: &str, user: &str, key: &str) -> Result<String> {
-    let template = format!(
-        "go-template={{{{with index .data \"{key}\"}}}}{{{{. | base64decode}}}}{{{{end}}}}"
-    );
-    Ok(kubectl([
-        "get",
-        "secret",
-        &secret_name(user),
-        "-n",
-        ns,
-        "-o",
-        &template,
-    ])
-    .await?
-    .ok()?
-    .stdout)
+    secret_field(ns, &secret_name(user, CLUSTER), key).await
 }
 
 async fn resource_version(ns: &str, user: &str) -> Result<String> {
-    let template = "go-template={{.metadata.resourceVersion}}";
-    Ok(kubectl([
-        "get",
-        "secret",
-        &secret_name(user),
-        "-n",
-        ns,
-        "-o",
-        template,
-    ])
-    .await?
-    .ok()?
-    .stdout)
+    secret_resource_version(ns, &secret_name(user, CLUSTER)).await
 }
 
 async fn set_next_rotation(ns: &str, user: &str, at: &str) -> Result<()> {
-    let patch = format!(r#"{{"stringData": {{"nextRotation": "{at}"}}}}"#);
-    kubectl([
-        "patch",
-        "secret",
-        &secret_name(user),
-        "-n",
-        ns,
-        "--type=merge",
-        "-p",
-        &patch,
-    ])
-    .await?
-    .ok()?;
-    Ok(())
+    let patch = serde_json::json!({"stringData": {"nextRotation": at}});
+    merge_patch(ns, "secret", &secret_name(user, CLUSTER), &patch).await
 }
 
 /// Seconds from now until the instant `at`, as the server computes it.
@@ -157,24 +97,17 @@ async fn catalog_versions(ip: &str, pw: &str) -> Result<String> {
 async fn passwords_rotate_with_dated_users_and_in_place() -> Result<()> {
     let (ns, controller) = setup("rotation").await?;
     let n = ns.name.as_str();
-    let config = format!(
-        r#"{{"data": {{"password_rotation_interval": "{INTERVAL_DAYS}", "password_rotation_user_retention": "1"}}}}"#
-    );
-    kubectl([
-        "patch",
-        "configmap",
-        "postgres-operator",
-        "-n",
+    set_operator_config(
         n,
-        "--type=merge",
-        "-p",
-        &config,
-    ])
-    .await?
-    .ok()?;
+        &[
+            ("password_rotation_interval", &INTERVAL_DAYS.to_string()),
+            ("password_rotation_user_retention", "1"),
+        ],
+    )
+    .await?;
     drop(controller);
     let controller = start_controller(n)?;
-    apply(&manifest(LISTS), n).await?;
+    kubectl_apply(n, &manifest(LISTS)).await?;
     let (_, ip, pw) = writable_master(n, CLUSTER).await?;
 
     // Both listed users get a next date one interval ahead; the other user none.
@@ -312,7 +245,7 @@ async fn passwords_rotate_with_dated_users_and_in_place() -> Result<()> {
     assert_eq!(after, versions, "a sync with nothing due wrote something");
 
     // Rotation turned off: foo_user's Secret holds foo_user again, with a new password.
-    apply(&manifest(""), n).await?;
+    kubectl_apply(n, &manifest("")).await?;
     let reset = eventually("foo_user's Secret to be reset", || async {
         if field(n, "foo_user", "username").await? != "foo_user" {
             bail!("still the dated user");

@@ -6,6 +6,7 @@
 use anyhow::{Result, bail};
 use e2e::command::kubectl_with_stdin;
 use e2e::patroni::{MAJOR, TIMEOUT, password, setup, sql};
+use e2e::secrets::secret_name;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -13,10 +14,6 @@ async fn get(ns: &str, args: &[&str]) -> Result<Value> {
     let mut all = vec!["get", "-n", ns];
     all.extend(args);
     e2e::patroni::json(&all).await
-}
-
-fn secret_name(user: &str, cluster: &str) -> String {
-    format!("{user}.{cluster}.credentials.postgresql.acid.zalan.do")
 }
 
 /// Applies a 1-member cluster with `extra` spec fields (JSON) and waits until its status is

@@ -18,8 +18,12 @@ use std::time::Duration;
 
 use anyhow::{Result, bail, ensure};
 use e2e::command::{kubectl, kubectl_with_stdin};
+use e2e::events::notes_about;
 use e2e::eventually::eventually_with;
-use e2e::patroni::{TIMEOUT, json, manifest, pods, setup, sql, wait_streaming, writable_master};
+use e2e::patch::{kubectl_apply, set_operator_config};
+use e2e::patroni::{
+    TIMEOUT, cluster_objects, json, manifest, pods, setup, sql, wait_streaming, writable_master,
+};
 use serde_json::Value;
 
 const POLL: Duration = Duration::from_millis(500);
@@ -31,19 +35,9 @@ async fn statefulset(ns: &str, name: &str) -> Result<Value> {
 
 /// The requested storage of each `pgdata` claim of `cluster`, sorted by claim.
 async fn claim_sizes(ns: &str, cluster: &str) -> Result<Vec<(String, String)>> {
-    let list = json(&[
-        "get",
-        "pvc",
-        "-n",
-        ns,
-        "-l",
-        &format!("cluster-name={cluster}"),
-    ])
-    .await?;
-    let mut sizes: Vec<(String, String)> = list["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let mut sizes: Vec<(String, String)> = cluster_objects(ns, "pvc", cluster)
+        .await?
+        .iter()
         .map(|c| {
             let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
             (
@@ -64,14 +58,6 @@ async fn start_times(ns: &str, cluster: &str, pw: &str) -> Result<Vec<(String, S
         out.push((pod, started));
     }
     Ok(out)
-}
-
-/// Applies `yaml` in `ns`.
-async fn apply(ns: &str, yaml: &str) -> Result<()> {
-    kubectl_with_stdin(["apply", "-n", ns, "-f", "-"], yaml)
-        .await?
-        .ok()?;
-    Ok(())
 }
 
 /// Waits for a StatefulSet `name` other than `old_uid`, whose claim template satisfies `want`,
@@ -98,16 +84,7 @@ async fn replaced(
             ensure!(want(template), "claim template {template}");
             let ready = sts["status"]["readyReplicas"].as_u64().unwrap_or(0);
             ensure!(ready == instances as u64, "{ready} ready replicas");
-            let list = json(&[
-                "get",
-                "pods",
-                "-n",
-                ns,
-                "-l",
-                &format!("cluster-name={name}"),
-            ])
-            .await?;
-            for pod in list["items"].as_array().into_iter().flatten() {
+            for pod in cluster_objects(ns, "pods", name).await? {
                 let owner = pod["metadata"]["ownerReferences"][0]["uid"].as_str();
                 ensure!(
                     owner == Some(uid.as_str()),
@@ -119,30 +96,6 @@ async fn replaced(
         },
     )
     .await
-}
-
-/// The notes of the cluster's Events with `reason`.
-async fn event_notes(ns: &str, cluster: &str, reason: &str) -> Result<Vec<String>> {
-    let out = kubectl([
-        "get",
-        "events",
-        "-n",
-        ns,
-        "--field-selector",
-        &format!("involvedObject.name={cluster},reason={reason}"),
-        "-o",
-        "json",
-    ])
-    .await?
-    .ok()?;
-    let events: Value = serde_json::from_str(&out.stdout)?;
-    Ok(events["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e["message"].as_str().or(e["note"].as_str()))
-        .map(String::from)
-        .collect())
 }
 
 /// Patroni's ConfigMaps of `cluster` that exist.
@@ -167,7 +120,7 @@ async fn a_volume_change_replaces_the_statefulset_and_restarts_nothing() -> Resu
     let (ns, _controller) = setup("vol-grow").await?;
     let n = ns.name.as_str();
     let name = "acid-vol";
-    apply(n, &manifest(name, 2)).await?;
+    kubectl_apply(n, &manifest(name, 2)).await?;
     let (_, master_ip, pw) = writable_master(n, name).await?;
     wait_streaming(&master_ip, &pw, 1).await?;
     let before_pods = pods(n, name).await?;
@@ -182,7 +135,7 @@ async fn a_volume_change_replaces_the_statefulset_and_restarts_nothing() -> Resu
     );
 
     // 1Gi -> 2Gi: the claims grow, the StatefulSet is replaced, no pod restarts.
-    apply(n, &manifest(name, 2).replace("size: 1Gi", "size: 2Gi")).await?;
+    kubectl_apply(n, &manifest(name, 2).replace("size: 1Gi", "size: 2Gi")).await?;
     eventually_with("both claims at 2Gi", TIMEOUT, POLL, || async {
         let sizes = claim_sizes(n, name).await?;
         if sizes.iter().all(|(_, s)| s == "2Gi") && sizes.len() == 2 {
@@ -202,14 +155,14 @@ async fn a_volume_change_replaces_the_statefulset_and_restarts_nothing() -> Resu
         before_times,
         "no PostgreSQL restarted"
     );
-    let notes = event_notes(n, name, "Replacing").await?;
+    let notes = notes_about(n, name, "Replacing").await?;
     assert!(
         notes
             .iter()
             .any(|m| m.contains("spec.volumeClaimTemplates changed")),
         "{notes:?}"
     );
-    let resized = event_notes(n, name, "VolumeResized").await?;
+    let resized = notes_about(n, name, "VolumeResized").await?;
     assert_eq!(resized.len(), 2, "{resized:?}");
 
     // Another StorageClass for new claims: a claim template change only a replacement carries;
@@ -225,7 +178,7 @@ async fn a_volume_change_replaces_the_statefulset_and_restarts_nothing() -> Resu
         "size: 1Gi",
         &format!("size: 2Gi\n    storageClass: {class}"),
     );
-    apply(n, &with_class).await?;
+    kubectl_apply(n, &with_class).await?;
     replaced(n, name, &second_uid, 2, |t| {
         t["spec"]["storageClassName"] == class.as_str()
     })
@@ -242,18 +195,14 @@ async fn a_volume_change_replaces_the_statefulset_and_restarts_nothing() -> Resu
     // place (no replacement), and a scale-down then removes the dropped member's claim.
     let master = writable_master(n, name).await?.0;
     ensure!(master == format!("{name}-0"), "the master is {master}");
-    kubectl([
-        "patch",
-        "configmap",
-        "postgres-operator",
-        "-n",
+    set_operator_config(
         n,
-        "--type=merge",
-        "-p",
-        r#"{"data": {"persistent_volume_claim_retention_policy": "when_deleted:retain,when_scaled:delete"}}"#,
-    ])
-    .await?
-    .ok()?;
+        &[(
+            "persistent_volume_claim_retention_policy",
+            "when_deleted:retain,when_scaled:delete",
+        )],
+    )
+    .await?;
     eventually_with(
         "the retention policy on the StatefulSet",
         TIMEOUT,
@@ -269,7 +218,7 @@ async fn a_volume_change_replaces_the_statefulset_and_restarts_nothing() -> Resu
         },
     )
     .await?;
-    apply(
+    kubectl_apply(
         n,
         &with_class.replace("numberOfInstances: 2", "numberOfInstances: 1"),
     )
@@ -318,20 +267,9 @@ async fn a_volume_change_replaces_the_statefulset_and_restarts_nothing() -> Resu
 async fn claims_are_kept_when_their_deletion_is_off() -> Result<()> {
     let (ns, _controller) = setup("vol-keep").await?;
     let n = ns.name.as_str();
-    kubectl([
-        "patch",
-        "configmap",
-        "postgres-operator",
-        "-n",
-        n,
-        "--type=merge",
-        "-p",
-        r#"{"data": {"enable_persistent_volume_claim_deletion": "false"}}"#,
-    ])
-    .await?
-    .ok()?;
+    set_operator_config(n, &[("enable_persistent_volume_claim_deletion", "false")]).await?;
     let name = "acid-keep";
-    apply(n, &manifest(name, 1)).await?;
+    kubectl_apply(n, &manifest(name, 1)).await?;
     writable_master(n, name).await?;
     kubectl(["delete", "postgresql", name, "-n", n, "--wait=false"])
         .await?

@@ -3,7 +3,7 @@
 
 pub mod check;
 
-use common::config::{self, Config, Input};
+use common::config::Config;
 use common::crd::Postgresql;
 use common::rules::admission::{Context, Operation};
 use serde::Deserialize;
@@ -305,7 +305,7 @@ fn prepare(label: &str, case: Case, base: &Value) -> Result<Loaded, String> {
             return Err(format!("patch entry {op} needs op and path"));
         }
     }
-    let config = load_config(&case.config)?;
+    let config = crate::support::cases::strict_config(&case.config)?;
     let base = match &case.base {
         None => base.clone(),
         Some(path) => read_yaml(&Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path))?,
@@ -324,25 +324,6 @@ fn prepare(label: &str, case: Case, base: &Value) -> Result<Loaded, String> {
         manifest,
         old,
     })
-}
-
-/// The configuration from ConfigMap-style options; an unknown or invalid option is an error.
-fn load_config(options: &BTreeMap<String, serde_yaml::Value>) -> Result<Config, String> {
-    let mut data = BTreeMap::new();
-    for (key, value) in options {
-        let text = match value {
-            serde_yaml::Value::String(s) => s.clone(),
-            serde_yaml::Value::Bool(b) => b.to_string(),
-            serde_yaml::Value::Number(n) => n.to_string(),
-            other => return Err(format!("config {key}: {other:?} is not a ConfigMap value")),
-        };
-        data.insert(key.clone(), text);
-    }
-    let loaded = config::load(Input::ConfigMap(&data)).map_err(|e| format!("config: {e}"))?;
-    match loaded.warnings.as_slice() {
-        [] => Ok(loaded.config),
-        warnings => Err(format!("config: {warnings:?}")),
-    }
 }
 
 /// The base with a merge patch applied, as a `postgresql`; a key the type does not know fails.

@@ -1,9 +1,10 @@
 //! Helpers shared by the integration tests of `common` (each test crate uses some of them).
 #![allow(dead_code)]
 
+pub mod cases;
 pub mod tables;
 
-use common::database::model::{Flag, Statement};
+use common::database::model::{ActualRole, Flag, Statement};
 use serde_json::Value;
 use std::path::Path;
 
@@ -48,4 +49,39 @@ pub fn render(statement: &Statement) -> String {
         sql.push_str(" (outside a transaction)");
     }
     sql
+}
+
+/// The roles Spilo creates at bootstrap with their flags, as the catalog shows them; with
+/// `post_init`, also those of its post-init script (`zalandos`, the PAM role, and `robot_zmon`,
+/// the monitoring group).
+pub fn spilo_roles(post_init: bool) -> Vec<(String, ActualRole)> {
+    use Flag::*;
+    let all = [
+        Superuser,
+        Login,
+        CreateDb,
+        CreateRole,
+        Inherit,
+        Replication,
+        BypassRls,
+    ];
+    let mut roles: Vec<(&str, &[Flag])> = vec![
+        ("postgres", &all),
+        ("standby", &[Login, Replication, Inherit]),
+        ("admin", &[CreateDb, Inherit]),
+        ("cron_admin", &[Inherit]),
+    ];
+    if post_init {
+        roles.extend([("zalandos", &[Inherit][..]), ("robot_zmon", &[Inherit][..])]);
+    }
+    roles
+        .into_iter()
+        .map(|(name, flags)| {
+            let role = ActualRole {
+                flags: flags.iter().copied().collect(),
+                ..ActualRole::default()
+            };
+            (name.to_string(), role)
+        })
+        .collect()
 }

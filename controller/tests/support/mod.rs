@@ -36,7 +36,13 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-/// The longest any test waits for the mock server to see its last request.
+mod run;
+// Each test binary uses some of them.
+#[allow(unused_imports)]
+pub use run::{Sent, deleted, reconcile_bounded, run, running};
+
+/// The longest any test waits for the mock server to see its last request (and for a
+/// reconcile to finish).
 const WAIT: Duration = Duration::from_secs(10);
 
 // ===== the mock API server =====

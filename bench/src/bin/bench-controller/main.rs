@@ -10,14 +10,14 @@
 //! unchanged clusters makes, and the time from creating one more cluster to its StatefulSet.
 
 use anyhow::{Context, Result, bail};
+use bench::local::{client, metrics_text, repo};
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::Client;
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Config};
 use serde_json::json;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -37,19 +37,6 @@ fn concurrency() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(8)
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-async fn client() -> Result<Client> {
-    let path = repo().join(".local/kubeconfig");
-    let kubeconfig = kube::config::Kubeconfig::read_from(&path)
-        .with_context(|| format!("{} (run make up)", path.display()))?;
-    let mut config = Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-    config.read_timeout = Some(Duration::from_secs(60));
-    Ok(Client::try_from(config)?)
 }
 
 async fn write_requests(client: &Client) -> Result<f64> {
@@ -94,19 +81,6 @@ async fn write_requests(client: &Client) -> Result<f64> {
 
 fn rss_mib(pid: u32) -> f64 {
     bench::procstat::status_kib(pid, "VmRSS") as f64 / 1024.0
-}
-
-fn metrics_text(port: u16) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    Some(text)
 }
 
 fn metric(port: u16, name: &str) -> Option<f64> {

@@ -3,14 +3,13 @@
 //! user name and password (at most [`PARALLEL`] attempts at once). A cluster is done when all
 //! its roles have logged in once. Only loopback addresses are dialled.
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, ListParams};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::manifest::secret_name;
 
@@ -19,27 +18,16 @@ const PARALLEL: usize = 8;
 
 /// Connects as `user` to `database` on `ip`:5432 (a loopback address only) within 3 s.
 pub async fn connect(ip: &str, user: &str, password: &str, database: &str) -> Result<Client> {
-    let addr: Ipv4Addr = ip.parse().with_context(|| format!("address {ip:?}"))?;
-    if !addr.is_loopback() {
-        bail!("refusing to connect to {addr}: outside 127.0.0.0/8");
-    }
     let timeout = Duration::from_secs(3);
-    let mut config = tokio_postgres::Config::new();
-    config
-        .hostaddr(addr.into())
-        .port(5432)
-        .user(user)
-        .password(password)
-        .dbname(database)
-        .application_name("bench-database")
-        .connect_timeout(timeout);
-    let (client, connection) = tokio::time::timeout(timeout, config.connect(NoTls))
-        .await
-        .with_context(|| format!("connecting to {ip} took over {timeout:?}"))??;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
+    e2e::writer::connect_as(
+        ip,
+        user,
+        password,
+        database,
+        Some("bench-database"),
+        timeout,
+    )
+    .await
 }
 
 /// One login and `select 1`.

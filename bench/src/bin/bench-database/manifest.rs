@@ -3,8 +3,8 @@
 //! must log in once the cluster is synced.
 
 use anyhow::{Context, Result};
+use bench::local::repo;
 use serde_json::{Value, json};
-use std::path::PathBuf;
 
 /// The complete manifest adapted to the test world, and what was changed.
 pub struct Template {
@@ -68,10 +68,6 @@ const DROPPED: [(&str, &str); 16] = [
         "the runner runs every member as user postgres",
     ),
 ];
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// Reads and adapts the complete manifest for `instances` members each.
 pub fn template(instances: i32, patroni_timing: Option<(u32, u32)>) -> Result<Template> {

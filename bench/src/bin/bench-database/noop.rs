@@ -9,9 +9,9 @@
 
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use crate::logins::connect;
+use bench::local::metrics_text;
 
 /// Marks the benchmark's own statements.
 const MARK: &str = "/* bench-database */";
@@ -147,20 +147,6 @@ pub struct Counters {
     pub api_writes: f64,
     /// `database_connections_peak`, when this controller has it.
     pub connections_peak: Option<f64>,
-}
-
-fn metrics_text(port: u16) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    Some(text)
 }
 
 pub fn counters(port: u16) -> Result<Counters> {

@@ -8,11 +8,9 @@
 //! namespace (a forked copy of the runner) is not counted. Reading another user's `environ`,
 //! `ns/pid` and `smaps_rollup` needs root, which the runner needs anyway.
 
+use bench::procstat::{cpu_seconds_with_children, status_field as kib};
 use std::collections::HashMap;
 use std::fs;
-
-/// Clock ticks per second of `/proc/<pid>/stat` (100 on Linux).
-const TICKS: f64 = 100.0;
 
 #[derive(Debug, Clone)]
 pub struct Member {
@@ -137,29 +135,6 @@ pub fn members_of(ns: &str, cluster: Option<&str>) -> Vec<Member> {
         .collect()
 }
 
-fn kib(text: &str, field: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime, stime, cutime, cstime (fields 14 to 17 of stat).
-    (ticks(11) + ticks(12) + ticks(13) + ticks(14)) / TICKS
-}
-
 /// What the processes of `member` use now.
 pub fn usage(member: &Member) -> Usage {
     let mut u = Usage::default();
@@ -172,7 +147,7 @@ pub fn usage(member: &Member) -> Usage {
         u.rss_kib += kib(&status, "VmRSS");
         let rollup = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
         u.pss_kib += kib(&rollup, "Pss");
-        u.cpu_seconds += cpu_seconds(pid);
+        u.cpu_seconds += cpu_seconds_with_children(pid);
     }
     u
 }

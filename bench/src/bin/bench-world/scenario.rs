@@ -3,32 +3,19 @@
 //! their pods, and the cleanup that waits until the members' processes are gone.
 
 use anyhow::{Context, Result, bail};
+pub use bench::local::client;
+use bench::local::{kubeconfig, repo};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service, ServiceAccount};
+use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
-use kube::{Client, Config};
 use serde_json::{Value, json};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::procs;
 
 /// The PostgreSQL major every benchmark cluster runs.
 pub const MAJOR: &str = "17";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// This checkout's control plane (started by `scripts/up.sh`).
-pub async fn client() -> Result<Client> {
-    let path = repo().join(".local/kubeconfig");
-    let kubeconfig = kube::config::Kubeconfig::read_from(&path)
-        .with_context(|| format!("{} (run make up)", path.display()))?;
-    let mut config = Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-    config.read_timeout = Some(Duration::from_secs(60));
-    Ok(Client::try_from(config)?)
-}
 
 /// Fails unless this checkout's pod runner is alive: without it Spilo pods never start.
 pub fn runner_is_up() -> Result<()> {
@@ -123,16 +110,7 @@ impl Scenario {
         let admin = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let controller = Command::new(&exe)
-            .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
-            .args(["--leader-election", "false"])
-            .env("KUBECONFIG", repo().join(".local/kubeconfig"))
-            .env("CONFIG_MAP_NAME", format!("{ns}/postgres-operator"))
-            .env("OPERATOR_NAMESPACE", &ns)
-            .env("WATCHED_NAMESPACE", &ns)
-            .env("RUST_LOG", "info,kube=warn")
-            .env_remove("POSTGRES_OPERATOR_CONFIGURATION_OBJECT")
-            .env_remove("CONTROLLER_ID")
+        let controller = e2e::patroni::controller_command(&exe, &kubeconfig(), &ns, admin)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
