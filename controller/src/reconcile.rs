@@ -412,7 +412,7 @@ fn hold_version(
     if let Some(kept) = crate::upgrade::version::held(&desired, &majors, gate) {
         tracing::info!(cluster = %pg.name_any(), %kept, %desired, "major version change held until a maintenance window");
         for sts in statefulsets {
-            crate::upgrade::version::hold(sts, &kept);
+            crate::upgrade::version::hold(sts, &kept, config.enable_lazy_spilo_upgrade);
         }
     }
 }

@@ -97,8 +97,21 @@ pub fn held(desired: &str, pods: &[Option<String>], gate: Gate) -> Option<String
 }
 
 /// Writes `major` into the template's postgres container: `PGVERSION`, or the major of
-/// `bin_dir` in `SPILO_CONFIGURATION` (whichever the template uses).
-pub fn hold(sts: &mut StatefulSet, major: &str) {
+/// `bin_dir` in `SPILO_CONFIGURATION` (whichever the template uses), and the template's
+/// fingerprint again (`lazy_image`: `enable_lazy_spilo_upgrade`), so the held template is the
+/// one of the old version in every respect and recreates no pod.
+pub fn hold(sts: &mut StatefulSet, major: &str, lazy_image: bool) {
+    set_major(sts, major);
+    if let Some(template) = sts.spec.as_ref().map(|s| &s.template) {
+        let fingerprint = crate::rollout::template::fingerprint(template, lazy_image);
+        sts.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(crate::rollout::template::FINGERPRINT.into(), fingerprint);
+    }
+}
+
+fn set_major(sts: &mut StatefulSet, major: &str) {
     let Some(spec) = sts.spec.as_mut().and_then(|s| s.template.spec.as_mut()) else {
         return;
     };
@@ -192,7 +205,7 @@ mod tests {
             {"name": "sidecar", "env": [{"name": "PGVERSION", "value": "15"}]}
         ]}}}}))
         .unwrap();
-        hold(&mut sts, "14");
+        hold(&mut sts, "14", false);
         let containers = &sts.spec.unwrap().template.spec.unwrap().containers;
         assert_eq!(env(&containers[0], PGVERSION), Some("14"));
         assert_eq!(
@@ -204,5 +217,24 @@ mod tests {
             Some("15"),
             "sidecars untouched"
         );
+    }
+
+    #[test]
+    fn a_held_template_is_the_old_versions_fingerprint_included() {
+        use crate::desired::fixtures::pg;
+        use common::config::Config;
+        use common::rules::admission::Validated;
+        let config = Config::default();
+        let old = pg(crate::desired::fixtures::MINIMAL);
+        let mut new = old.clone();
+        new.spec.postgresql.version = "18".into();
+        new.spec.maintenance_windows = Some(vec!["01:00-02:00".into()]);
+        let build = |pg| crate::desired::build(&config, &Validated::trusted(&config, pg), None);
+        let before = build(&old).unwrap().statefulsets.remove(0);
+        let mut held = build(&new).unwrap().statefulsets.remove(0);
+        assert_ne!(before, held);
+        hold(&mut held, &old.spec.postgresql.version, false);
+        assert_eq!(before.spec, held.spec);
+        assert_eq!(before.metadata.annotations, held.metadata.annotations);
     }
 }
