@@ -7,12 +7,12 @@ mod support;
 use common::config::Config;
 use controller::apply::APPLIED_HASH;
 use controller::patroni::fake::Fake;
-use controller::patroni::{Cluster, Error as PatroniError, Member};
+use controller::patroni::{Error as PatroniError, Member};
 use controller::rollout::template::FINGERPRINT;
 use http::Method;
 use kube::ResourceExt;
 use std::sync::Arc;
-use support::{CLUSTER, Cached, Calls, context, mock_api, server};
+use support::{CLUSTER, Cached, Calls, context, member, mock_api, server};
 
 const FLAG: &str = "zalando-postgres-operator-rolling-update-required";
 
@@ -33,29 +33,9 @@ fn cached(config: &Config, pg: &common::crd::Postgresql, flagged: &[bool]) -> Ve
 }
 
 fn patroni(members: Vec<Member>, switchover: Option<PatroniError>) -> Fake {
-    let fake = support::patroni_in_line();
-    let cluster = Cluster {
-        members,
-        pause: false,
-    };
-    for i in 2..4 {
-        fake.clusters
-            .lock()
-            .unwrap()
-            .insert(format!("127.10.0.{i}"), Ok(cluster.clone()));
-    }
+    let fake = support::patroni_with(members);
     *fake.write_result.lock().unwrap() = switchover;
     fake
-}
-
-fn member(ordinal: usize, role: &str, state: &str, lag: Option<u64>) -> Member {
-    Member {
-        name: format!("{CLUSTER}-{ordinal}"),
-        role: role.into(),
-        state: state.into(),
-        lag,
-        ..Default::default()
-    }
 }
 
 async fn run(

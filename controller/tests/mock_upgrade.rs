@@ -6,7 +6,7 @@ mod support;
 
 use common::config::Config;
 use common::crd::Postgresql;
-use controller::patroni::{Cluster, Member, Status};
+use controller::patroni::Status;
 use controller::reconcile::reconcile;
 use controller::upgrade::exec::{Output, Recorded};
 use controller::upgrade::{FAILURE_ANNOTATION, SUCCESS_ANNOTATION};
@@ -15,7 +15,7 @@ use kube::ResourceExt;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-use support::{CLUSTER, Cached, Calls, context, mock_api, server};
+use support::{CLUSTER, Cached, Calls, context, member, mock_api, server};
 
 /// The running minimal cluster (version 17) whose pods carry `PGVERSION` 17, a Patroni whose
 /// primary runs `server_version`, and the exec answers.
@@ -35,20 +35,10 @@ async fn run(
             );
         }
     }
-    let fake = support::patroni_in_line();
-    let cluster = Cluster {
-        members: vec![
-            member(0, "leader", "running", None),
-            member(1, "replica", "streaming", Some(0)),
-        ],
-        pause: false,
-    };
-    for i in 2..4 {
-        fake.clusters
-            .lock()
-            .unwrap()
-            .insert(format!("127.10.0.{i}"), Ok(cluster.clone()));
-    }
+    let fake = support::patroni_with(vec![
+        member(0, "leader", "running", None),
+        member(1, "replica", "streaming", Some(0)),
+    ]);
     fake.statuses.lock().unwrap().insert(
         "127.10.0.2".into(),
         Ok(Status {
@@ -77,16 +67,6 @@ async fn run(
     drop(ctx);
     let calls = exec.calls.lock().unwrap().clone();
     (api.calls().await, calls)
-}
-
-fn member(ordinal: usize, role: &str, state: &str, lag: Option<u64>) -> Member {
-    Member {
-        name: format!("{CLUSTER}-{ordinal}"),
-        role: role.into(),
-        state: state.into(),
-        lag,
-        ..Default::default()
-    }
 }
 
 fn uid(user: &str) -> Output {

@@ -64,8 +64,12 @@ fn has_server(bin: &Path) -> bool {
 
 /// The majors present under `<cache>/world/pg`, in numeric order.
 pub fn available(cache: &Path) -> Vec<String> {
-    let root = pg_root(cache);
-    let mut majors: Vec<String> = std::fs::read_dir(&root)
+    majors_in(&pg_root(cache))
+}
+
+/// The majors present under `root` (one directory per major), in numeric order.
+fn majors_in(root: &Path) -> Vec<String> {
+    let mut majors: Vec<String> = std::fs::read_dir(root)
         .into_iter()
         .flatten()
         .flatten()
@@ -76,19 +80,24 @@ pub fn available(cache: &Path) -> Vec<String> {
     majors
 }
 
-/// The `bin` directory of `major` (as `PGVERSION` writes it, e.g. `"17"`; surrounding blanks
-/// are ignored), or [`MissingMajor`] naming the majors that exist.
-pub fn bin_dir(cache: &Path, major: &str) -> Result<PathBuf, MissingMajor> {
+/// The `bin` directory of `major` under `root`, or [`MissingMajor`] naming the majors there.
+fn bin_dir_in(root: &Path, major: &str) -> Result<PathBuf, MissingMajor> {
     let wanted = major.trim();
-    let bin = pg_root(cache).join(wanted).join("bin");
+    let bin = root.join(wanted).join("bin");
     if is_major(wanted) && has_server(&bin) {
         return Ok(bin);
     }
     Err(MissingMajor {
         major: major.to_string(),
-        available: available(cache),
-        root: pg_root(cache),
+        available: majors_in(root),
+        root: root.to_path_buf(),
     })
+}
+
+/// The `bin` directory of `major` (as `PGVERSION` writes it, e.g. `"17"`; surrounding blanks
+/// are ignored), or [`MissingMajor`] naming the majors that exist.
+pub fn bin_dir(cache: &Path, major: &str) -> Result<PathBuf, MissingMajor> {
+    bin_dir_in(&pg_root(cache), major)
 }
 
 /// The major a member runs and what the runner says about it.
@@ -141,26 +150,8 @@ pub fn sibling_bin_dir(bin: &Path, major: &str) -> Result<PathBuf, MissingMajor>
     let root = bin
         .parent()
         .and_then(Path::parent)
-        .unwrap_or(Path::new("/"))
-        .to_path_buf();
-    let wanted = major.trim();
-    let dir = root.join(wanted).join("bin");
-    if is_major(wanted) && has_server(&dir) {
-        return Ok(dir);
-    }
-    let mut available: Vec<String> = std::fs::read_dir(&root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| entry.file_name().into_string().ok())
-        .filter(|name| is_major(name) && has_server(&root.join(name).join("bin")))
-        .collect();
-    available.sort_by_key(|m| m.parse::<u32>().unwrap_or(u32::MAX));
-    Err(MissingMajor {
-        major: major.to_string(),
-        available,
-        root,
-    })
+        .unwrap_or(Path::new("/"));
+    bin_dir_in(root, major)
 }
 
 #[cfg(test)]

@@ -20,6 +20,19 @@ pub enum Flag {
     BypassRls,
 }
 
+impl Flag {
+    /// Every attribute, in `CREATE ROLE`'s order (a role with all of them is Spilo's superuser).
+    pub const ALL: [Flag; 7] = [
+        Flag::Superuser,
+        Flag::Login,
+        Flag::CreateDb,
+        Flag::CreateRole,
+        Flag::Inherit,
+        Flag::Replication,
+        Flag::BypassRls,
+    ];
+}
+
 /// A password as the operator holds it. Never printed: `Debug` shows only whether one is set.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub enum Password {

@@ -56,15 +56,7 @@ pub fn render(statement: &Statement) -> String {
 /// the monitoring group).
 pub fn spilo_roles(post_init: bool) -> Vec<(String, ActualRole)> {
     use Flag::*;
-    let all = [
-        Superuser,
-        Login,
-        CreateDb,
-        CreateRole,
-        Inherit,
-        Replication,
-        BypassRls,
-    ];
+    let all = Flag::ALL;
     let mut roles: Vec<(&str, &[Flag])> = vec![
         ("postgres", &all),
         ("standby", &[Login, Replication, Inherit]),

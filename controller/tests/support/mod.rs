@@ -468,6 +468,38 @@ pub fn patroni_in_line() -> controller::patroni::fake::Fake {
     fake
 }
 
+/// [`patroni_in_line`] whose members (at both pods' addresses) are `members`.
+pub fn patroni_with(members: Vec<controller::patroni::Member>) -> controller::patroni::fake::Fake {
+    let fake = patroni_in_line();
+    let cluster = controller::patroni::Cluster {
+        members,
+        pause: false,
+    };
+    for i in 2..4 {
+        fake.clusters
+            .lock()
+            .unwrap()
+            .insert(format!("127.10.0.{i}"), Ok(cluster.clone()));
+    }
+    fake
+}
+
+/// Member `<cluster>-<ordinal>` of the minimal cluster as Patroni's `/cluster` lists it.
+pub fn member(
+    ordinal: usize,
+    role: &str,
+    state: &str,
+    lag: Option<u64>,
+) -> controller::patroni::Member {
+    controller::patroni::Member {
+        name: format!("{CLUSTER}-{ordinal}"),
+        role: role.into(),
+        state: state.into(),
+        lag,
+        ..Default::default()
+    }
+}
+
 // ===== the cluster and its children =====
 
 /// The cluster name of `manifests/minimal-postgres-manifest.yaml`.
