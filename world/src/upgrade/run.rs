@@ -200,8 +200,8 @@ pub fn upgrade(args: &[String]) -> Result<String, UpgradeError> {
 fn initdb_settings(pg: &Pg, old_major: u32) -> Result<InitdbSettings, UpgradeError> {
     let provider = match old_major {
         ..=14 => "''",
-        15 | 16 => "datlocprovider || '|' || COALESCE(daticulocale, '')",
-        _ => "datlocprovider || '|' || COALESCE(datlocale, '')",
+        15 | 16 => "datlocprovider::text || '|' || COALESCE(daticulocale, '')",
+        _ => "datlocprovider::text || '|' || COALESCE(datlocale, '')",
     };
     let row = pg.query(
         "postgres",
