@@ -13,7 +13,8 @@
 //! `configGeneral.max_instances` and switching `configTarget` from ConfigMap to
 //! OperatorConfigurationCRD takes effect (the webhook admits, the controller runs the larger
 //! cluster) without restarting the database pod; `helm
-//! uninstall` leaves the cluster's objects and the CRDs and no webhook configuration.
+//! uninstall` leaves the cluster's objects and the CRDs and no webhook configuration; deleting the
+//! namespace of a release and its cluster is not blocked by the release's fail-closed webhook.
 
 use anyhow::{Context, Result, bail, ensure};
 use common::config::{Input, load};
@@ -993,5 +994,89 @@ async fn helm_install_upgrade_and_uninstall_run_the_operator() -> Result<()> {
     ])
     .await?
     .ok()?;
+    Ok(())
+}
+
+/// Removes a release's cluster-scoped objects (its webhook configurations, ClusterRoles and
+/// bindings) when its namespace went with its release record, even when the test fails.
+struct ClusterScoped {
+    release: String,
+    pod_role: String,
+}
+
+impl Drop for ClusterScoped {
+    fn drop(&mut self) {
+        let kubectl = |args: &[&str]| {
+            let _ = std::process::Command::new(&paths::tools().kubectl)
+                .arg("--kubeconfig")
+                .arg(paths::kubeconfig())
+                .args(args)
+                .output();
+        };
+        kubectl(&[
+            "delete",
+            "mutatingwebhookconfiguration,validatingwebhookconfiguration,clusterrole,clusterrolebinding",
+            "-l",
+            &format!("app.kubernetes.io/instance={}", self.release),
+            "--ignore-not-found",
+        ]);
+        kubectl(&[
+            "delete",
+            "clusterrole",
+            &self.pod_role,
+            "--ignore-not-found",
+        ]);
+    }
+}
+
+/// `kubectl delete namespace` of a namespace holding a release (its fail-closed webhook, its
+/// controller) and a cluster finishes: the webhook goes down with the namespace, and the deletes
+/// that follow are reviewed with `Ignore`.
+#[tokio::test]
+async fn deleting_the_namespace_of_a_release_and_its_cluster_is_not_blocked() -> Result<()> {
+    release_can_run()?;
+    let c = cluster().await?;
+    let ns = TestNamespace::new(&c, "chart-gone").await?;
+    let n = ns.name.as_str();
+    let release = format!("gone-{}", n.trim_start_matches("e2e-"));
+    let _cleanup = ClusterScoped {
+        release: release.clone(),
+        pod_role: format!("{n}-pod"),
+    };
+    let values = values_file(n, "ConfigMap", 1)?;
+    helm_wait(
+        "install",
+        &release,
+        &operator_chart(),
+        n,
+        &[&values.to_string_lossy()],
+    )
+    .await?;
+    // The webhook reviews (fail-closed) and the controller makes the cluster's pod.
+    let bad = kubectl_with_stdin(
+        ["apply", "-n", n, "-f", "-"],
+        &format!(
+            "{}  maintenanceWindows: [\"05:00-01:00\"]\n",
+            manifest("acid-bad", 1)
+        ),
+    )
+    .await?
+    .failed()?;
+    ensure!(bad.stderr.contains("ends before it starts"), "{bad}");
+    kubectl_with_stdin(["apply", "-n", n, "-f", "-"], &manifest("acid-gone", 1))
+        .await?
+        .ok()?;
+    ready_pods(n, "cluster-name=acid-gone", 1).await?;
+
+    let started = std::time::Instant::now();
+    kubectl(["delete", "namespace", n, "--timeout=180s"])
+        .await?
+        .ok()?;
+    let out = kubectl(["get", "namespace", n]).await?.failed()?;
+    ensure!(out.stderr.contains("NotFound"), "{out}");
+    eprintln!(
+        "CHART namespace with a release and a cluster deleted in {:?}",
+        started.elapsed()
+    );
     Ok(())
 }
