@@ -56,15 +56,19 @@ pub struct Started {
     pub triggers: BoxStream<'static, ObjectRef<Postgresql>>,
 }
 
-/// Pods keep their labels, Patroni's member status, the rolling-update flag, the Ready
-/// condition and IP, their node, the image of the `postgres` container and the major it is
-/// told to run.
+/// Pods keep their labels, Patroni's member status, the rolling-update flag, the digest of the
+/// template annotations they got, the Ready condition and IP, their node, the image of the
+/// `postgres` container and the major it is told to run.
 impl Slim for Pod {
     fn slim(&mut self) {
         let meta = &mut self.metadata;
         meta.managed_fields = None;
         if let Some(annotations) = &mut meta.annotations {
-            annotations.retain(|k, _| k == STATUS_ANNOTATION || k == ROLLING_UPDATE_ANNOTATION);
+            annotations.retain(|k, _| {
+                k == STATUS_ANNOTATION
+                    || k == ROLLING_UPDATE_ANNOTATION
+                    || k == crate::rollout::annotations::DIGEST
+            });
         }
         self.spec = self.spec.take().map(|spec| PodSpec {
             node_name: spec.node_name,

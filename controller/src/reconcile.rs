@@ -347,6 +347,13 @@ async fn apply_children(
         }
         Err(error) => return Err(error),
     }
+    if replacing.is_none() {
+        for sts in &wanted.statefulsets {
+            crate::rollout::annotations::sync(ctx, pg, sts)
+                .await
+                .map_err(Error::Rollout)?;
+        }
+    }
     if replacing.is_some() {
         return Ok((
             status::Pods::Waiting(

@@ -170,3 +170,41 @@ async fn a_refused_switchover_is_a_warning_and_the_old_master_stays() {
         calls.events
     );
 }
+
+#[tokio::test]
+async fn a_changed_pod_annotation_is_patched_onto_the_running_pods_without_a_roll() {
+    let ns = "mock-roll-annotations";
+    let pg = support::running_cluster(ns);
+    let old = Config::default();
+    let cached = cached(&old, &pg, &[false, false]);
+    let mut config = old.clone();
+    config
+        .kubernetes
+        .custom_pod_annotations
+        .insert("prometheus.io/scrape".into(), "true".into());
+    let (calls, patroni) = run(pg, config, cached, patroni(Vec::new(), None)).await;
+    let patches: Vec<&support::Call> = calls
+        .api
+        .iter()
+        .filter(|c| c.method == Method::PATCH && c.path.contains("/pods/"))
+        .collect();
+    assert_eq!(patches.len(), 2, "{:#?}", calls.lines());
+    for patch in patches {
+        let annotations = &patch.body()["metadata"]["annotations"];
+        assert_eq!(annotations["prometheus.io/scrape"], "true");
+        assert!(annotations[controller::rollout::annotations::DIGEST].is_string());
+        assert!(
+            annotations.get(FLAG).is_none(),
+            "no pod is flagged: {annotations}"
+        );
+    }
+    assert!(
+        calls
+            .lines()
+            .iter()
+            .any(|l| l.ends_with(&format!("/statefulsets/{CLUSTER}"))),
+        "the StatefulSet gets the new template"
+    );
+    assert!(!calls.api.iter().any(|c| c.method == Method::DELETE));
+    assert!(patroni.iter().all(|c| !c.contains("/switchover")));
+}

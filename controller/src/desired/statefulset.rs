@@ -357,6 +357,7 @@ fn pod_annotations(config: &Config, pg: &Postgresql) -> BTreeMap<String, String>
             config.aws_or_gcp.kube_iam_role.clone(),
         );
     }
+    crate::rollout::annotations::stamp(&mut annotations);
     annotations
 }
 

@@ -4,6 +4,7 @@
 //! needs to resume is on the pods, so a restarted controller — or another operator — goes on
 //! where it stopped; nothing here costs an API call while no pod is flagged.
 
+pub mod annotations;
 pub mod machine;
 pub mod template;
 

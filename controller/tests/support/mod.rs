@@ -626,6 +626,13 @@ pub fn members(config: &Config, pg: &Postgresql) -> Vec<Cached> {
     let cluster = pg.name_any();
     let instances = pg.spec.number_of_instances.max(1);
     let k8s = &config.kubernetes;
+    // The pods were created from the current template: they carry its annotations' digest.
+    let digest = controller::desired::build(config, &Validated::trusted(config, pg), None)
+        .ok()
+        .and_then(|d| d.statefulsets.into_iter().next())
+        .and_then(|s| s.spec?.template.metadata?.annotations)
+        .and_then(|a| a.get(controller::rollout::annotations::DIGEST).cloned())
+        .unwrap_or_default();
     let mut members: Vec<Cached> = (0..instances)
         .map(|i| {
             let (role, state) = if i == 0 {
@@ -639,7 +646,8 @@ pub fn members(config: &Config, pg: &Postgresql) -> Vec<Cached> {
             let status = json!({"state": "running", "role": state}).to_string();
             let pod: Pod = serde_json::from_value(json!({
                 "metadata": {"name": format!("{cluster}-{i}"), "namespace": namespace,
-                    "labels": labels, "annotations": {"status": status}},
+                    "labels": labels, "annotations": {"status": status,
+                        controller::rollout::annotations::DIGEST: digest}},
                 "status": {"podIP": format!("127.10.0.{}", i + 2),
                     "conditions": [{"type": "Ready", "status": "True"}]}
             }))
