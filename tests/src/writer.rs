@@ -269,11 +269,13 @@ pub const INTERVAL: Duration = Duration::from_millis(10);
 const RESUME_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The longest write gap a change that restarts nothing may cause: 1 s, the writer's statement
-/// timeout. Measured on this 2-core machine under a load average of 2.5: 0.08–0.1 s, with no
-/// failed attempt, while nothing restarts (ttl, slots, a lazy image change); the shortest real
-/// outages are 1.4–1.5 s (a switchover: the old master stays up until the new one leads) and
-/// 1.6 s (a PostgreSQL restart of the primary), a single member's pod recreation 3.7 s. So the
-/// bound is ten times the healthy gap, and below every outage a restart or recreation causes.
+/// timeout. Measured on this 2-core machine under a load average of 2.5: 0.05–0.2 s while
+/// nothing restarts (ttl, slots, a StatefulSet replacement, a lazy image change); a switchover
+/// 1.4–1.7 s, a single member's pod recreation 3.7 s, but a PostgreSQL restart of the primary
+/// 0.6–1.6 s. So the bound is five times the healthy gap and below every recreation, and a
+/// restart, which may be shorter, is caught by its failed attempts instead: it breaks the
+/// writer's connection, while a healthy writer never failed once (see
+/// [`WriteReport::ensure_uninterrupted`]).
 pub const NO_RESTART_GAP: Duration = Duration::from_secs(1);
 
 /// An application writing one row every 10 ms through the master Service of one cluster while
@@ -300,6 +302,24 @@ pub struct WriteReport {
     pub servers: Vec<String>,
     /// The master pod the rows were checked on.
     pub master: String,
+}
+
+impl WriteReport {
+    /// Fails unless the writer saw no outage: no failed attempt (a restart of the master or a
+    /// broken Service breaks the connection, however short) and no gap of [`NO_RESTART_GAP`]
+    /// or more. For the changes that restart nothing.
+    pub fn ensure_uninterrupted(&self, scenario: &str) -> Result<()> {
+        uninterrupted(scenario, self.longest_gap, self.failures)
+    }
+}
+
+fn uninterrupted(scenario: &str, gap: Duration, failures: u64) -> Result<()> {
+    ensure!(
+        failures == 0 && gap < NO_RESTART_GAP,
+        "{scenario}: the application saw an outage while nothing should restart: {failures} \
+         failed attempts, longest gap {gap:?} (bound {NO_RESTART_GAP:?})"
+    );
+    Ok(())
 }
 
 impl ClusterWriter {
@@ -330,11 +350,20 @@ impl ClusterWriter {
         })
     }
 
-    /// The longest time without an acknowledged row so far, an outage still going on included.
-    pub fn longest_gap_so_far(&self) -> Duration {
+    /// Fails unless the application has seen no outage so far: no failed attempt and no time
+    /// without an acknowledged row (an ongoing one included) of [`NO_RESTART_GAP`] or more.
+    /// Prints the longest gap.
+    pub fn ensure_uninterrupted_so_far(&self, scenario: &str) -> Result<()> {
         let log = self.writer.log.lock().expect("log");
         let ongoing = log.acked.last().map(|a| a.at.elapsed()).unwrap_or_default();
-        log.longest_gap().max(ongoing)
+        let gap = log.longest_gap().max(ongoing);
+        eprintln!(
+            "WRITER {scenario} (so far): {} rows acknowledged, {} failed attempts, longest gap \
+             {gap:.3?}",
+            log.acked.len(),
+            log.failures
+        );
+        uninterrupted(scenario, gap, log.failures)
     }
 
     /// Waits until writes go through again (a row acknowledged after this call), stops the
