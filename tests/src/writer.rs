@@ -269,12 +269,12 @@ pub const INTERVAL: Duration = Duration::from_millis(10);
 const RESUME_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The longest write gap a change that restarts nothing may cause: 1 s, the writer's statement
-/// timeout. Measured on this 2-core machine under a load average of 2.5: 0.05–0.2 s while
-/// nothing restarts (ttl, slots, a StatefulSet replacement, a lazy image change); a switchover
-/// 1.4–1.7 s, a single member's pod recreation 3.7 s, but a PostgreSQL restart of the primary
-/// 0.6–1.6 s. So the bound is five times the healthy gap and below every recreation, and a
-/// restart, which may be shorter, is caught by its failed attempts instead: it breaks the
-/// writer's connection, while a healthy writer never failed once (see
+/// timeout. Measured on this 2-core machine under a load average of 2.5: 0.05–0.35 s while nothing
+/// restarts (ttl, slots, a StatefulSet replacement, a lazy image change); a switchover 1.4–1.7 s, a
+/// single member's pod recreation 2.9–3.7 s, but a PostgreSQL restart of the primary 0.6–1.6 s. So
+/// the bound is three times the longest healthy gap and below every recreation, and a restart,
+/// which may be shorter, is caught by its failed attempts instead: it breaks the writer's
+/// connection, while a healthy writer never failed once (see
 /// [`WriteReport::ensure_uninterrupted`]).
 pub const NO_RESTART_GAP: Duration = Duration::from_secs(1);
 

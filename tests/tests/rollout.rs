@@ -289,6 +289,11 @@ async fn a_lazy_image_change_recreates_nothing_until_the_option_is_turned_off() 
     Ok(())
 }
 
+/// Known to fail now and then (1 run in 5 here) on a controller race, not on the test: the
+/// rollout step right after flagging reads the pods from the watch cache, which may show the
+/// leader flagged but not yet the replica; it then switches over to the replica first, recreates
+/// the old master, and switches back before recreating the replica (two switchovers, the old
+/// master not last). This test's switchover check names both.
 #[tokio::test]
 async fn a_shared_buffers_change_recreates_each_member_once_the_master_last() -> Result<()> {
     const C: &str = "acid-shbuf";
