@@ -4,7 +4,9 @@
 //! follow, an Event says so); no pod is deleted — the old master stays on the cordoned node as
 //! a streaming replica until a drain evicts it. Then, outside the cluster's maintenance window,
 //! cordoning the new master's node schedules the switchover in Patroni for the window's start
-//! instead. Each node is uncordoned afterwards, also when the test fails.
+//! instead. Each node is uncordoned afterwards, also when the test fails. A client writes a row
+//! every 10 ms through the master Service during the first move (`e2e::writer::ClusterWriter`):
+//! its rows go to the old master, then to the new one, and none acknowledged is lost.
 //!
 //! The only test of this file: a cordoned node is shared by every namespace, so no other test
 //! may run beside it (cargo runs the test files one after the other).
@@ -20,6 +22,7 @@ use e2e::patroni::{
     start_controller,
 };
 use e2e::steady::steady;
+use e2e::writer::ClusterWriter;
 use std::time::{Duration, Instant};
 
 const POLL: Duration = Duration::from_millis(500);
@@ -75,6 +78,7 @@ async fn cordoning_the_masters_node_switches_over_to_the_replica_and_deletes_not
         "both members run on {master_node} despite the anti-affinity"
     );
     let uids = pods(n, C).await?;
+    let writer = ClusterWriter::start(n, C, &pw).await?;
 
     let cordoned_at = Instant::now();
     let cordon = Cordoned::new(&master_node).await?;
@@ -122,6 +126,14 @@ async fn cordoning_the_masters_node_switches_over_to_the_replica_and_deletes_not
     );
     let failures = notes_with_reason(n, "NodeDrainFailed").await?;
     ensure!(failures.is_empty(), "failure Events: {failures:?}");
+    // The switchover moved the application's writes to the new master without losing any.
+    let report = writer
+        .check(&format!("cordon of the master's node {master_node}"))
+        .await?;
+    ensure!(
+        report.servers.len() == 2,
+        "want rows acknowledged by the old and the new master: {report:?}"
+    );
     // The move is done once: a while later the new master still leads, no second switchover.
     tokio::time::sleep(Duration::from_secs(10)).await;
     ensure!(

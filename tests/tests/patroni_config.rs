@@ -10,6 +10,10 @@
 //!   and `SHOW max_connections` shows the new value on both;
 //! - a `max_connections` decrease restarts the primary first.
 //!
+//! Each change runs under a client writing a row every 10 ms through the master Service
+//! (`e2e::writer::ClusterWriter`): no acknowledged row is lost, and where nothing restarts
+//! (`ttl`, slots) no write fails and none waits 1 s (`WriteReport::ensure_uninterrupted`).
+//!
 //! `loop_wait` is 5 s so the waits after the patch (loop_wait + 2 s) and between restarts stay
 //! short.
 
@@ -20,6 +24,7 @@ use e2e::patch::{kubectl_apply, patch_postgresql};
 use e2e::patroni::{
     TIMEOUT, json, manifest_with, pods, pods_with_role, setup, sql, wait_streaming, writable_master,
 };
+use e2e::writer::ClusterWriter;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -127,6 +132,7 @@ async fn change_max_connections(
     let (pw, master, before) = cluster(n, name).await?;
     let current: i64 = show_max_connections(&before[0].ip, &pw).await?.parse()?;
     let wanted = (current + delta).to_string();
+    let writer = ClusterWriter::start(n, name, &pw).await?;
     patch(
         n,
         name,
@@ -159,6 +165,10 @@ async fn change_max_connections(
         masters.len() == 1 && masters[0].0 == master,
         "the master moved from {master}: {masters:?}"
     );
+    // The primary's restart is an outage for the application, not a loss.
+    writer
+        .check(&format!("max_connections {current} -> {wanted}, 2 members"))
+        .await?;
     let events = restart_events(n).await?;
     eprintln!(
         "{prefix}: {current} → {wanted}: before {before:?}, after {after:?}, events {events:?}"
@@ -202,6 +212,7 @@ async fn a_ttl_change_reaches_the_dcs_without_restarting_anything() -> Result<()
     let (ns, _controller) = setup("pcfg-ttl").await?;
     let n = ns.name.as_str();
     let (pw, _, before) = cluster(n, C).await?;
+    let writer = ClusterWriter::start(n, C, &pw).await?;
     ensure!(
         dcs(n, C).await?["ttl"] == 30,
         "ttl before: {}",
@@ -280,6 +291,12 @@ async fn a_ttl_change_reaches_the_dcs_without_restarting_anything() -> Result<()
     );
     let events = restart_events(n).await?;
     ensure!(events.is_empty(), "restart events: {events:?}");
+    // Nothing restarted, so the application saw no outage either.
+    let scenario = "ttl and slot changes, 2 members";
+    writer
+        .check(scenario)
+        .await?
+        .ensure_uninterrupted(scenario)?;
     Ok(())
 }
 

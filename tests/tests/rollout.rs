@@ -1,48 +1,61 @@
 //! Changes reaching running pods (issue 14) on real Patroni + PostgreSQL members, through the
-//! API server, kubectl and psql, with a client writing a row every 10 ms through the master
-//! Service as an application would:
+//! API server, kubectl and psql, each under a client writing a row every 10 ms through the
+//! master Service as an application would (`e2e::writer::ClusterWriter`: every acknowledged row
+//! is on the master afterwards):
 //!
 //! - a CPU request change on 3 members: every pod recreated exactly once, replicas first, one
 //!   switchover, the old master last; the controller is killed (`kill -9`) after the first
-//!   pod was recreated and a new one resumes from the pods' annotations; every acknowledged row
-//!   is on the new master afterwards. The longest write gap is printed (BENCHMARKS.md has the
-//!   measured numbers), not asserted;
+//!   pod was recreated and a new one resumes from the pods' annotations. The longest write gap
+//!   is printed (BENCHMARKS.md has the measured numbers), not asserted;
+//! - a `shared_buffers` change on 2 members (a local-only parameter: it is in Spilo's local
+//!   configuration, so it changes the pod template): the replica recreated, a switchover, the
+//!   old master recreated last, each exactly once; `SHOW shared_buffers` is the new value on
+//!   both;
 //! - `enable_lazy_spilo_upgrade`: an image change on one member updates the StatefulSet and
-//!   recreates nothing; turning the option off then rolls the pod, with an Event saying that a
-//!   single member cannot be switched over.
+//!   recreates nothing (the writer sees no outage); turning the option off then rolls the pod,
+//!   with an Event saying that a single member cannot be switched over (an outage, nothing lost).
 
 use anyhow::{Result, bail, ensure};
 use e2e::events::notes_with_reason;
 use e2e::eventually::eventually_with;
 use e2e::patch::{kubectl_apply, patch_postgresql, set_operator_config};
 use e2e::patroni::{
-    TIMEOUT, cluster_objects, json, manifest_with, password, pods, setup, start_controller,
+    TIMEOUT, cluster_objects, json, manifest_with, password, pods, setup, sql, start_controller,
 };
-use e2e::steady::{master_service_ip, steady};
-use e2e::writer::{Writer, create_table, lost_writes};
+use e2e::steady::steady;
+use e2e::writer::ClusterWriter;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const POLL: Duration = Duration::from_millis(500);
+/// Short Patroni timings keep the rolling update's waits on Patroni short.
+const PATRONI: &str = "    ttl: 20\n    loop_wait: 5\n    retry_timeout: 5\n";
 const ANNOTATION: &str = "zalando-postgres-operator-rolling-update-required";
 
-/// Every uid each pod of the cluster had while it ran, sampled every 200 ms.
+/// Every uid each pod of the cluster had while it ran, in the order they were first seen and
+/// when, sampled every 200 ms.
 struct UidWatch {
-    seen: Arc<Mutex<BTreeMap<String, BTreeSet<String>>>>,
+    seen: Arc<Mutex<Seen>>,
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Per pod name, its uids with the moment each was first seen.
+type Seen = BTreeMap<String, Vec<(String, Instant)>>;
+
 impl UidWatch {
     fn start(ns: &str, cluster: &str) -> UidWatch {
-        let seen: Arc<Mutex<BTreeMap<String, BTreeSet<String>>>> = Default::default();
+        let seen: Arc<Mutex<Seen>> = Default::default();
         let (ns, cluster, shared) = (ns.to_string(), cluster.to_string(), seen.clone());
         let task = tokio::spawn(async move {
             loop {
                 if let Ok(list) = pods(&ns, &cluster).await {
                     let mut seen = shared.lock().expect("uids");
                     for (pod, _, uid) in list {
-                        seen.entry(pod).or_default().insert(uid);
+                        let uids = seen.entry(pod).or_default();
+                        if !uids.iter().any(|(u, _)| *u == uid) {
+                            uids.push((uid, Instant::now()));
+                        }
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -52,7 +65,18 @@ impl UidWatch {
     }
 
     fn uids(&self) -> BTreeMap<String, BTreeSet<String>> {
-        self.seen.lock().expect("uids").clone()
+        let seen = self.seen.lock().expect("uids");
+        seen.iter()
+            .map(|(pod, uids)| (pod.clone(), uids.iter().map(|(u, _)| u.clone()).collect()))
+            .collect()
+    }
+
+    /// When the successor of `pod` (its second uid) was first seen.
+    fn recreated_at(&self, pod: &str) -> Option<Instant> {
+        let seen = self.seen.lock().expect("uids");
+        seen.get(pod)
+            .and_then(|uids| uids.get(1))
+            .map(|(_, at)| *at)
     }
 }
 
@@ -77,6 +101,50 @@ async fn flagged(ns: &str, cluster: &str) -> Result<Vec<String>> {
         .collect())
 }
 
+/// A finished rolling update as Zalando does it: every pod of the cluster recreated exactly once
+/// (two uids each: the old pod and its successor), one switchover, from the old master
+/// `old_master`, which was recreated last, and the `Rolling update done` Event.
+async fn rolled_once_master_last(ns: &str, uids: &UidWatch, old_master: &str) -> Result<()> {
+    let all = uids.uids();
+    for (pod, seen) in &all {
+        ensure!(seen.len() == 2, "{pod} had {} uids: {seen:?}", seen.len());
+    }
+    let done = notes_with_reason(ns, "Switchover").await?;
+    let switchovers: Vec<&String> = done.iter().filter(|m| m.ends_with(" done")).collect();
+    ensure!(
+        switchovers.len() == 1,
+        "want one switchover, got {switchovers:?}"
+    );
+    ensure!(
+        switchovers[0].contains(&format!("from {old_master} ")),
+        "the switchover was not from the old master {old_master}: {}",
+        switchovers[0]
+    );
+    let master_at = uids.recreated_at(old_master);
+    for pod in all.keys().filter(|p| *p != old_master) {
+        ensure!(
+            uids.recreated_at(pod) < master_at,
+            "{pod}'s successor was not seen before the old master {old_master}'s"
+        );
+    }
+    let recreations = notes_with_reason(ns, "RollingUpdate").await?;
+    let order: Vec<&String> = recreations
+        .iter()
+        .filter(|m| m.starts_with("Recreating pod "))
+        .collect();
+    ensure!(
+        order.last().is_some_and(|m| m.ends_with(old_master)),
+        "the old master {old_master} was not recreated last: {order:?}"
+    );
+    ensure!(
+        recreations
+            .iter()
+            .any(|m| m.starts_with("Rolling update done")),
+        "no 'Rolling update done' Event: {recreations:?}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_cpu_change_rolls_three_members_with_one_switchover_and_survives_a_controller_kill()
 -> Result<()> {
@@ -93,9 +161,7 @@ async fn a_cpu_change_rolls_three_members_with_one_switchover_and_survives_a_con
     .await?;
     let pw = eventually_with("the postgres Secret", TIMEOUT, POLL, || password(n, C)).await?;
     let before = steady(n, C, &pw, 2).await?;
-    create_table(&before.master_ip, &pw).await?;
-    let service = master_service_ip(n, C).await?;
-    let writer = Writer::start(service.clone(), pw.clone(), Duration::from_millis(10));
+    let writer = ClusterWriter::start(n, C, &pw).await?;
     let uids = UidWatch::start(n, C);
     tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -135,56 +201,15 @@ async fn a_cpu_change_rolls_three_members_with_one_switchover_and_survives_a_con
     .await?;
     let after = steady(n, C, &pw, 2).await?;
     let total = started.elapsed();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let log = writer.stop().await;
-    let lost = lost_writes(&after.master_ip, &pw, &log).await?;
-    let gap = log.longest_gap();
+    let report = writer.check("CPU request change, 3 members").await?;
     eprintln!(
         "ROLLOUT 3 members, CPU request change: total {total:?} (controller killed at \
-         {killed_at:?}), longest write gap {gap:?}, {} writes acknowledged, {} failed, {} lost, \
+         {killed_at:?}), longest write gap {:?}, {} writes acknowledged, {} failed, 0 lost, \
          master {} -> {}",
-        log.acked.len(),
-        log.failures,
-        lost.len(),
-        before.master,
-        after.master
+        report.longest_gap, report.acked, report.failures, before.master, after.master
     );
-    ensure!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
-    ensure!(log.acked.len() > 100, "the writer barely wrote: {log:?}");
-
-    // Each pod exactly once (two uids: the old and its successor), the old master last.
-    let uids = uids.uids();
-    for (pod, seen) in &uids {
-        ensure!(seen.len() == 2, "{pod} had {} uids: {seen:?}", seen.len());
-    }
-    let done = notes_with_reason(n, "Switchover").await?;
-    let switchovers: Vec<&String> = done.iter().filter(|m| m.ends_with(" done")).collect();
-    ensure!(
-        switchovers.len() == 1,
-        "want one switchover, got {switchovers:?}"
-    );
-    ensure!(
-        switchovers[0].contains(&format!("from {} ", before.master)),
-        "the switchover was not from the old master {}: {}",
-        before.master,
-        switchovers[0]
-    );
-    let recreations = notes_with_reason(n, "RollingUpdate").await?;
-    let order: Vec<&String> = recreations
-        .iter()
-        .filter(|m| m.starts_with("Recreating pod "))
-        .collect();
-    ensure!(
-        order.last().is_some_and(|m| m.ends_with(&before.master)),
-        "the old master {} was not recreated last: {order:?}",
-        before.master
-    );
-    ensure!(
-        recreations
-            .iter()
-            .any(|m| m.starts_with("Rolling update done")),
-        "no 'Rolling update done' Event: {recreations:?}"
-    );
+    ensure!(report.acked > 100, "the writer barely wrote: {report:?}");
+    rolled_once_master_last(n, &uids, &before.master).await?;
     let sts = json(&["get", "statefulset", C, "-n", n]).await?;
     let cpu = &sts["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"];
     ensure!(cpu == "150m", "the StatefulSet asks for {cpu}");
@@ -205,6 +230,7 @@ async fn a_lazy_image_change_recreates_nothing_until_the_option_is_turned_off() 
         .await?
         .try_into()
         .map_err(|p| anyhow::anyhow!("{p:?}"))?;
+    let writer = ClusterWriter::start(n, C, &pw).await?;
 
     patch_postgresql(n, C, &serde_json::json!({"spec": {"dockerImage": IMAGE}})).await?;
     eventually_with(
@@ -227,6 +253,8 @@ async fn a_lazy_image_change_recreates_nothing_until_the_option_is_turned_off() 
         .map_err(|p| anyhow::anyhow!("{p:?}"))?;
     ensure!(still == uid, "the pod was recreated by a lazy image change");
     ensure!(flagged(n, C).await?.is_empty(), "the pod was flagged");
+    // Nothing restarted, so the application saw no outage.
+    writer.ensure_uninterrupted_so_far("lazy image change, 1 member")?;
 
     set_operator_config(n, &[("enable_lazy_spilo_upgrade", "false")]).await?;
     eventually_with(
@@ -245,6 +273,12 @@ async fn a_lazy_image_change_recreates_nothing_until_the_option_is_turned_off() 
     )
     .await?;
     steady(n, C, &pw, 0).await?;
+    // The single member's recreation is an outage (no switchover is possible), not a loss: every
+    // acknowledged row, before and after, is on the new pod. Its gap is the pod recreation time
+    // the no-restart bound is compared with.
+    writer
+        .check("lazy image change, then the forced roll of 1 member")
+        .await?;
     let notes = notes_with_reason(n, "RollingUpdate").await?;
     ensure!(
         notes
@@ -252,5 +286,80 @@ async fn a_lazy_image_change_recreates_nothing_until_the_option_is_turned_off() 
             .any(|m| m.contains("no switchover is possible")),
         "no Event about the single member: {notes:?}"
     );
+    Ok(())
+}
+
+/// Known to fail now and then (1 run in 5 here) on a controller race, not on the test: the
+/// rollout step right after flagging reads the pods from the watch cache, which may show the
+/// leader flagged but not yet the replica; it then switches over to the replica first, recreates
+/// the old master, and switches back before recreating the replica (two switchovers, the old
+/// master not last). This test's switchover check names both.
+#[tokio::test]
+async fn a_shared_buffers_change_recreates_each_member_once_the_master_last() -> Result<()> {
+    const C: &str = "acid-shbuf";
+    const WANTED: &str = "32MB";
+    let (ns, _controller) = setup("shbuf").await?;
+    let n = ns.name.as_str();
+    kubectl_apply(n, &manifest_with(C, 2, PATRONI)).await?;
+    let pw = eventually_with("the postgres Secret", TIMEOUT, POLL, || password(n, C)).await?;
+    let before = steady(n, C, &pw, 1).await?;
+    let old = sql(&before.master_ip, &pw, "show shared_buffers").await?;
+    ensure!(old != WANTED, "shared_buffers is {old} already");
+    let writer = ClusterWriter::start(n, C, &pw).await?;
+    let uids = UidWatch::start(n, C);
+    eventually_with("both pods watched", TIMEOUT, POLL, || async {
+        let watched = uids.uids().len();
+        ensure!(watched == 2, "{watched} pods watched");
+        Ok(())
+    })
+    .await?;
+
+    let started = Instant::now();
+    patch_postgresql(
+        n,
+        C,
+        &serde_json::json!({"spec": {"postgresql": {"parameters": {"shared_buffers": WANTED}}}}),
+    )
+    .await?;
+    eventually_with(
+        "both pods recreated and none flagged",
+        TIMEOUT * 2,
+        POLL,
+        || async {
+            let recreated = uids.uids().values().filter(|u| u.len() > 1).count();
+            let left = flagged(n, C).await?;
+            ensure!(
+                recreated == 2 && left.is_empty(),
+                "{recreated} of 2 pods recreated, still flagged: {left:?}"
+            );
+            Ok(())
+        },
+    )
+    .await?;
+    let after = steady(n, C, &pw, 1).await?;
+    let total = started.elapsed();
+    let report = writer.check("shared_buffers change, 2 members").await?;
+    eprintln!(
+        "ROLLOUT 2 members, shared_buffers {old} -> {WANTED}: {total:?}, master {} -> {}",
+        before.master, after.master
+    );
+    rolled_once_master_last(n, &uids, &before.master).await?;
+    ensure!(
+        after.master == before.replicas[0].0,
+        "the replica {} does not lead after the switchover: {after:?}",
+        before.replicas[0].0
+    );
+    ensure!(
+        report.servers == [before.master_ip.clone(), after.master_ip.clone()],
+        "want rows acknowledged by the old master, then by the new one: {report:?}, before \
+         the change {before:?}, after {after:?}"
+    );
+    for (pod, ip) in [
+        (&after.master, &after.master_ip),
+        (&after.replicas[0].0, &after.replicas[0].1),
+    ] {
+        let shown = sql(ip, &pw, "show shared_buffers").await?;
+        ensure!(shown == WANTED, "{pod}: shared_buffers {shown}");
+    }
     Ok(())
 }
