@@ -66,7 +66,11 @@ async fn a_changed_pod_template_flags_every_pod_before_the_statefulset_is_writte
         annotations.insert(FINGERPRINT.into(), "an older template".into());
         annotations.insert(APPLIED_HASH.into(), "000000000000000000000000".into());
     });
-    let (calls, patroni) = run(pg, config, cached, patroni(Vec::new(), None)).await;
+    let members = vec![
+        member(0, "leader", "running", None),
+        member(1, "replica", "streaming", Some(0)),
+    ];
+    let (calls, patroni) = run(pg, config, cached, patroni(members, None)).await;
     let lines = calls.lines();
     let flagged: Vec<usize> = (0..2)
         .map(|i| {
@@ -95,11 +99,19 @@ async fn a_changed_pod_template_flags_every_pod_before_the_statefulset_is_writte
         "{:#?}",
         calls.events
     );
-    // The cache does not show the flags yet: nothing is asked of Patroni in this reconcile.
+    // The cache does not show the flags yet, but the step of the same reconcile counts both
+    // pods as flagged: the replica goes first, no switchover to a pod about to be recreated.
     assert!(
         !patroni.iter().any(|c| c.contains("/switchover")),
         "{patroni:?}"
     );
+    let deletes: Vec<&support::Call> = calls
+        .api
+        .iter()
+        .filter(|c| c.method == Method::DELETE)
+        .collect();
+    assert_eq!(deletes.len(), 1, "{lines:#?}");
+    assert!(deletes[0].path.ends_with(&format!("/pods/{CLUSTER}-1")));
 }
 
 #[tokio::test]

@@ -289,11 +289,10 @@ async fn a_lazy_image_change_recreates_nothing_until_the_option_is_turned_off() 
     Ok(())
 }
 
-/// Known to fail now and then (1 run in 5 here) on a controller race, not on the test: the
-/// rollout step right after flagging reads the pods from the watch cache, which may show the
-/// leader flagged but not yet the replica; it then switches over to the replica first, recreates
-/// the old master, and switches back before recreating the replica (two switchovers, the old
-/// master not last). This test's switchover check names both.
+/// A local-only parameter changes the pod template: a rolling update with the master last. It
+/// caught a race (the step right after flagging read the pods from a watch cache that showed
+/// only the leader flagged, and switched over to a replica about to be recreated); the
+/// controller now counts the pods it flagged itself (`mock_rollout.rs` has the regression test).
 #[tokio::test]
 async fn a_shared_buffers_change_recreates_each_member_once_the_master_last() -> Result<()> {
     const C: &str = "acid-shbuf";

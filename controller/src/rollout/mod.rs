@@ -19,7 +19,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use machine::Action;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,20 @@ pub struct Memo(Mutex<HashMap<String, Progress>>);
 struct Progress {
     since: Instant,
     stuck_reported: bool,
+    /// The uids of the pods this controller flagged that its pod cache does not show flagged
+    /// yet: they count as flagged, or a step right after the flagging would see only some
+    /// flagged and, say, switch over to a replica that is about to be recreated.
+    flagged: BTreeSet<String>,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            since: Instant::now(),
+            stuck_reported: false,
+            flagged: BTreeSet::new(),
+        }
+    }
 }
 
 impl Memo {
@@ -154,6 +168,18 @@ pub async fn flag(
             })?;
         ctx.metrics.wrote("pods");
     }
+    let uids: Vec<String> = pods
+        .iter()
+        .filter(|p| flags.iter().any(|(name, _)| *name == p.name_any()))
+        .filter_map(|p| p.metadata.uid.clone())
+        .collect();
+    let key = pg.metadata.uid.clone().unwrap_or_else(|| pg.name_any());
+    ctx.rollouts
+        .lock()
+        .entry(key)
+        .or_insert_with(Progress::new)
+        .flagged
+        .extend(uids);
     let names: Vec<&str> = flags.iter().map(|(p, _)| p.as_str()).collect();
     publish(
         ctx,
@@ -179,7 +205,28 @@ pub async fn step(
     let namespace = pg.namespace().unwrap_or_default();
     let key = pg.metadata.uid.clone().unwrap_or_else(|| pg.name_any());
     let pods = pods(ctx, &namespace, pg.cluster_name(), instances);
-    if !pods.iter().any(|p| members::is_flagged(p)) {
+    let flagged_here = {
+        let mut memo = ctx.rollouts.lock();
+        match memo.get_mut(&key) {
+            Some(progress) => {
+                // Forget what the cache shows flagged now, or what is gone.
+                progress.flagged.retain(|uid| {
+                    pods.iter()
+                        .any(|p| p.metadata.uid.as_ref() == Some(uid) && !members::is_flagged(p))
+                });
+                progress.flagged.clone()
+            }
+            None => BTreeSet::new(),
+        }
+    };
+    let is_flagged = |p: &Pod| {
+        members::is_flagged(p)
+            || p.metadata
+                .uid
+                .as_ref()
+                .is_some_and(|u| flagged_here.contains(u))
+    };
+    if !pods.iter().any(|p| is_flagged(p)) {
         if ctx.rollouts.lock().remove(&key).is_some() {
             publish(
                 ctx,
@@ -195,7 +242,7 @@ pub async fn step(
         .iter()
         .map(|p| machine::Pod {
             name: p.name_any(),
-            flagged: members::is_flagged(p),
+            flagged: is_flagged(p),
             ready: members::is_ready(p),
             terminating: p.metadata.deletion_timestamp.is_some(),
         })
@@ -203,10 +250,7 @@ pub async fn step(
     let (cluster, address) = patroni_view(ctx, config, &pods).await;
     let waiting_for = {
         let mut memo = ctx.rollouts.lock();
-        let progress = memo.entry(key.clone()).or_insert_with(|| Progress {
-            since: Instant::now(),
-            stuck_reported: false,
-        });
+        let progress = memo.entry(key.clone()).or_insert_with(Progress::new);
         progress.since.elapsed()
     };
     let input = machine::Input {
