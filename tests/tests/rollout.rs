@@ -12,7 +12,8 @@
 //!   old master recreated last, each exactly once; `SHOW shared_buffers` is the new value on
 //!   both;
 //! - `enable_lazy_spilo_upgrade`: an image change on one member updates the StatefulSet and
-//!   recreates nothing (the writer sees no outage); turning the option off then rolls the pod,
+//!   recreates nothing, nor does a new pod annotation, which is patched onto the running pod (the
+//!   writer sees no outage); turning the option off then rolls the pod,
 //!   with an Event saying that a single member cannot be switched over (an outage, nothing lost).
 
 use anyhow::{Result, bail, ensure};
@@ -253,8 +254,31 @@ async fn a_lazy_image_change_recreates_nothing_until_the_option_is_turned_off() 
         .map_err(|p| anyhow::anyhow!("{p:?}"))?;
     ensure!(still == uid, "the pod was recreated by a lazy image change");
     ensure!(flagged(n, C).await?.is_empty(), "the pod was flagged");
+
+    // A pod annotation reaches the running pod, which stays.
+    patch_postgresql(
+        n,
+        C,
+        &serde_json::json!({"spec": {"podAnnotations": {"e2e/annotated": "yes"}}}),
+    )
+    .await?;
+    eventually_with("the annotation on the pod", TIMEOUT, POLL, || async {
+        let pod = json(&["get", "pod", &format!("{C}-0"), "-n", n]).await?;
+        ensure!(
+            pod["metadata"]["uid"] == uid.as_str(),
+            "the pod was recreated"
+        );
+        ensure!(
+            pod["metadata"]["annotations"]["e2e/annotated"] == "yes",
+            "annotations {}",
+            pod["metadata"]["annotations"]
+        );
+        Ok(())
+    })
+    .await?;
+    ensure!(flagged(n, C).await?.is_empty(), "the pod was flagged");
     // Nothing restarted, so the application saw no outage.
-    writer.ensure_uninterrupted_so_far("lazy image change, 1 member")?;
+    writer.ensure_uninterrupted_so_far("lazy image change and a pod annotation, 1 member")?;
 
     set_operator_config(n, &[("enable_lazy_spilo_upgrade", "false")]).await?;
     eventually_with(
