@@ -57,8 +57,9 @@ pub struct Started {
 }
 
 /// Pods keep their labels, Patroni's member status, the rolling-update flag, the digest of the
-/// template annotations they got, the Ready condition and IP, their node, the image of the
-/// `postgres` container and the major it is told to run.
+/// template annotations they got, the mark of a major version upgrade in progress, the Ready
+/// condition and IP, their node, the image of the `postgres` container and the major it is told
+/// to run.
 impl Slim for Pod {
     fn slim(&mut self) {
         let meta = &mut self.metadata;
@@ -68,6 +69,7 @@ impl Slim for Pod {
                 k == STATUS_ANNOTATION
                     || k == ROLLING_UPDATE_ANNOTATION
                     || k == crate::rollout::annotations::DIGEST
+                    || k == crate::upgrade::MARK
             });
         }
         self.spec = self.spec.take().map(|spec| PodSpec {

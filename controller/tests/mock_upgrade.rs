@@ -9,7 +9,7 @@ use common::crd::Postgresql;
 use controller::patroni::Status;
 use controller::reconcile::reconcile;
 use controller::upgrade::exec::{Output, Recorded};
-use controller::upgrade::{FAILURE_ANNOTATION, SUCCESS_ANNOTATION};
+use controller::upgrade::{FAILURE_ANNOTATION, MARK, SUCCESS_ANNOTATION};
 use http::Method;
 use kube::ResourceExt;
 use serde_json::json;
@@ -24,6 +24,16 @@ async fn run(
     server_version: u32,
     answers: Vec<Output>,
 ) -> (Calls, Vec<(String, String, Vec<String>)>) {
+    run_marked(pg, server_version, answers, false).await
+}
+
+/// As [`run`]; `marked`: the pods carry the marks of a run the controller did not see end.
+async fn run_marked(
+    pg: Postgresql,
+    server_version: u32,
+    answers: Vec<Output>,
+    marked: bool,
+) -> (Calls, Vec<(String, String, Vec<String>)>) {
     let config = Config::default();
     let mut cached = support::written_children(&config, &pg);
     for child in &mut cached {
@@ -33,6 +43,12 @@ async fn run(
                     "env": [{"name": "PGVERSION", "value": "17"}]}]}))
                 .unwrap(),
             );
+            if marked {
+                pod.annotations_mut()
+                    .insert(MARK.into(), "2026-12-06T10:00:00Z".into());
+                pod.labels_mut()
+                    .insert("critical-operation".into(), "true".into());
+            }
         }
     }
     let fake = support::patroni_with(vec![
@@ -230,4 +246,36 @@ async fn the_desired_major_running_removes_a_failure_and_runs_nothing() {
     let pg = support::running_cluster("mock-upgrade-none");
     let (calls, exec) = run(pg, 170002, Vec::new()).await;
     assert!(exec.is_empty() && annotations(&calls).is_empty() && notes(&calls).is_empty());
+}
+
+#[tokio::test]
+async fn a_run_the_controller_did_not_see_end_is_reported_from_the_running_major() {
+    // Restarted while the script ran; it succeeded meanwhile.
+    let pg = support::running_cluster("mock-upgrade-ended");
+    let (calls, exec) = run_marked(pg, 170002, Vec::new(), true).await;
+    assert!(exec.is_empty(), "{exec:?}");
+    assert!(annotations(&calls)[0][SUCCESS_ANNOTATION].is_string());
+    let unmarked = calls
+        .api
+        .iter()
+        .filter(|c| c.method == Method::PATCH && c.path.contains("/pods/"))
+        .filter(|c| {
+            let meta = &c.body()["metadata"];
+            meta["annotations"][MARK].is_null() && meta["labels"]["critical-operation"].is_null()
+        })
+        .count();
+    assert_eq!(unmarked, 2, "{:#?}", calls.lines());
+    assert!(
+        notes(&calls)
+            .iter()
+            .any(|n| n.contains("succeeded while the controller was not watching"))
+    );
+
+    // It failed meanwhile: Spilo rolled back, the cluster still runs 16.
+    let pg = support::running_cluster("mock-upgrade-ended-failed");
+    let (calls, exec) = run_marked(pg, 160004, Vec::new(), true).await;
+    assert!(exec.is_empty(), "no new attempt: {exec:?}");
+    assert!(annotations(&calls)[0][FAILURE_ANNOTATION].is_string());
+    assert_eq!(labels(&calls).len(), 2, "the marks are removed");
+    assert!(notes(&calls).iter().any(|n| n.contains("still runs 16")));
 }

@@ -208,3 +208,25 @@ pub fn decide(input: &Input<'_>) -> Decision {
         to: input.desired,
     }
 }
+
+/// What became of a run the controller did not see end (it stopped while the script ran): the
+/// pods still carry its marks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interrupted {
+    /// Patroni is paused or does not answer: the script may still run; the marks stay.
+    MayStillRun,
+    /// The cluster runs the desired major: the script succeeded.
+    Succeeded,
+    /// The script ended and the cluster runs the old major (Spilo rolled back): a failure.
+    Failed,
+}
+
+/// The outcome of an interrupted run, from Patroni's pause flag (`None`: no answer) and the
+/// primary's major (`None`: unknown).
+pub fn interrupted(paused: Option<bool>, running: Option<u32>, desired: u32) -> Interrupted {
+    match (paused, running) {
+        (Some(false), Some(running)) if running >= desired => Interrupted::Succeeded,
+        (Some(false), Some(_)) => Interrupted::Failed,
+        _ => Interrupted::MayStillRun,
+    }
+}

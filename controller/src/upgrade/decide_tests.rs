@@ -253,3 +253,18 @@ fn modes_parse_with_manual_as_default() {
     assert_eq!(Mode::parse("full"), Mode::Full);
     assert_eq!(Mode::parse("manual"), Mode::Manual);
 }
+
+#[test]
+fn an_interrupted_run_is_judged_only_once_patroni_is_resumed() {
+    assert_eq!(
+        interrupted(Some(true), Some(14), 15),
+        Interrupted::MayStillRun
+    );
+    assert_eq!(interrupted(None, None, 15), Interrupted::MayStillRun);
+    assert_eq!(interrupted(Some(false), None, 15), Interrupted::MayStillRun);
+    assert_eq!(
+        interrupted(Some(false), Some(15), 15),
+        Interrupted::Succeeded
+    );
+    assert_eq!(interrupted(Some(false), Some(14), 15), Interrupted::Failed);
+}

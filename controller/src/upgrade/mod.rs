@@ -10,9 +10,8 @@
 //! (kube-runtime never runs two reconciles of one cluster at once), so no rolling-update step,
 //! Patroni configuration change or database sync of this cluster runs meanwhile.
 //!
-//! Not done: pods keep a `critical-operation` label the controller set if it is restarted while
-//! the script runs (the script itself, Patroni's pause and the PodDisruptionBudget are not
-//! affected; the label is removed by hand).
+//! A controller restarted while the script runs finds the pods marked ([`MARK`]); once Patroni
+//! is resumed it reports the outcome from the running major and removes the marks.
 
 pub mod decide;
 #[cfg(test)]
@@ -41,6 +40,9 @@ pub const SUCCESS_ANNOTATION: &str = "last-major-upgrade-success";
 pub const FAILURE_ANNOTATION: &str = "last-major-upgrade-failure";
 /// The Events' reason (Zalando's is "Major Version Upgrade").
 pub const REASON: &str = "MajorVersionUpgrade";
+/// The pod annotation that marks the pods of a run in progress (with the critical-operation
+/// label), so a controller restarted meanwhile knows the label is its own and what to report.
+pub const MARK: &str = "postgres-operator.acid.zalan.do/major-version-upgrade";
 /// How long the script may run before the controller stops waiting for it.
 pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(3600);
 /// How soon a cluster whose upgrade waits for something other than a window is looked at again.
@@ -94,6 +96,9 @@ struct Seen {
     running: Option<u32>,
     /// The last wait reported (one Event per distinct reason).
     waiting: Option<String>,
+    /// When this controller removed the marks of its own run: a pod cache that still shows them
+    /// shortly after is behind, not a run it did not see end.
+    unmarked_at: Option<std::time::Instant>,
 }
 
 impl Memo {
@@ -154,12 +159,27 @@ pub async fn sync(
     let key = pg.metadata.uid.clone().unwrap_or_else(|| pg.name_any());
     let failed_at = pg.annotations().get(FAILURE_ANNOTATION).cloned();
     let seen = ctx.upgrades.get(&key);
-    if failed_at.is_none() && seen.running.is_some_and(|r| r >= desired) {
-        return None;
-    }
     let namespace = pg.namespace().unwrap_or_default();
     let pods = crate::rollout::pods(ctx, &namespace, pg.cluster_name(), instances);
+    let own_run_just_ended = seen
+        .unmarked_at
+        .is_some_and(|at| at.elapsed() < Duration::from_secs(60));
+    let marked: Vec<String> = pods
+        .iter()
+        .filter(|p| p.annotations().contains_key(MARK) && !own_run_just_ended)
+        .map(|p| p.name_any())
+        .collect();
+    if marked.is_empty() && failed_at.is_none() && seen.running.is_some_and(|r| r >= desired) {
+        return None;
+    }
     let (view, _) = crate::rollout::patroni_view(ctx, config, &pods).await;
+    if !marked.is_empty() {
+        let running = primary_version(ctx, &view, &pods)
+            .await
+            .map(|(_, v)| decide::major_of(v));
+        let paused = view.as_ref().ok().map(|c| c.pause);
+        return finish_interrupted(ctx, pg, &namespace, &marked, paused, running, desired).await;
+    }
     let member_view: Vec<decide::Member> = match &view {
         Ok(cluster) => cluster
             .members
@@ -257,6 +277,47 @@ pub async fn sync(
     }
 }
 
+/// Reports a run the controller did not see end, once it has ended, and removes its marks.
+async fn finish_interrupted(
+    ctx: &Context,
+    pg: &Postgresql,
+    namespace: &str,
+    marked: &[String],
+    paused: Option<bool>,
+    running: Option<u32>,
+    desired: u32,
+) -> Option<Duration> {
+    let now = Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    match decide::interrupted(paused, running, desired) {
+        decide::Interrupted::MayStillRun => return Some(POLL),
+        decide::Interrupted::Succeeded => {
+            annotate(ctx, pg, SUCCESS_ANNOTATION, Some(&now)).await;
+            publish(
+                ctx,
+                pg,
+                Kind::Normal,
+                format!(
+                    "The upgrade to major {desired} succeeded while the controller was not watching it"
+                ),
+            );
+        }
+        decide::Interrupted::Failed => {
+            annotate(ctx, pg, FAILURE_ANNOTATION, Some(&now)).await;
+            let running = running.unwrap_or_default();
+            publish(
+                ctx,
+                pg,
+                Kind::Warning,
+                format!(
+                    "The upgrade to major {desired} ended while the controller was not watching it and the cluster still runs {running}; see last_upgrade.log in the primary's postgres container"
+                ),
+            );
+        }
+    }
+    mark(ctx, namespace, marked, false).await;
+    Some(POLL)
+}
+
 /// The primary's name and `server_version`, from Patroni's `GET /patroni` on the leader.
 async fn primary_version(
     ctx: &Context,
@@ -300,11 +361,13 @@ async fn run(
             "Starting the upgrade from major {from} to {to} on pod {primary} of {members} pods"
         ),
     );
-    label(ctx, namespace, &names, Some("true")).await;
+    mark(ctx, namespace, &names, true).await;
     let outcome = execute(ctx, namespace, primary, members).await;
-    label(ctx, namespace, &names, None).await;
+    mark(ctx, namespace, &names, false).await;
     let now = Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
     let key = pg.metadata.uid.clone().unwrap_or_else(|| pg.name_any());
+    ctx.upgrades
+        .update(&key, |s| s.unmarked_at = Some(std::time::Instant::now()));
     match outcome {
         Ok(()) => {
             annotate(ctx, pg, SUCCESS_ANNOTATION, Some(&now)).await;
@@ -354,11 +417,14 @@ async fn execute(ctx: &Context, namespace: &str, pod: &str, members: usize) -> R
     }
 }
 
-/// Sets (or with `None` removes) the critical-operation label on the pods, so the
-/// critical-operation PodDisruptionBudget keeps them from voluntary evictions meanwhile.
-async fn label(ctx: &Context, namespace: &str, pods: &[String], value: Option<&str>) {
+/// Sets (or removes) the critical-operation label on the pods, so the critical-operation
+/// PodDisruptionBudget keeps them from voluntary evictions meanwhile, with [`MARK`].
+async fn mark(ctx: &Context, namespace: &str, pods: &[String], on: bool) {
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    let patch = serde_json::json!({"metadata": {"labels": {CRITICAL_OPERATION_LABEL: value}}});
+    let patch = serde_json::json!({"metadata": {
+        "labels": {CRITICAL_OPERATION_LABEL: on.then_some("true")},
+        "annotations": {MARK: on.then(|| Utc::now().to_rfc3339())},
+    }});
     for pod in pods {
         match api
             .patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
