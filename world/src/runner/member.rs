@@ -182,6 +182,81 @@ fn source_hosts(
     Ok(hosts)
 }
 
+/// The container's environment resolved and its volumes laid out on this machine (what every
+/// container the runner starts begins with), with the pod's folder and the mounts.
+pub(super) fn mount(
+    ctx: &Context,
+    lookups: &ApiLookups,
+    pod: &Pod,
+    container: &Container,
+    allocatable: &Allocatable,
+) -> Result<(env::Environment, PathBuf, Vec<Mount>), PrepareError> {
+    let resolved = env::resolve(pod, container, lookups, allocatable).map_err(config_error)?;
+    let root = pod_root(ctx, pod);
+    let roots = Roots {
+        pod_root: root.clone(),
+        pvc_root: ctx.state_dir.join("pvcs"),
+    };
+    let sources = Sources {
+        objects: lookups,
+        tokens: lookups,
+        claims: lookups,
+        allocatable,
+    };
+    let (plan, mounts) =
+        volumes::plan(pod, container, &resolved, &sources, &roots).map_err(config_error)?;
+    volumes::apply(&plan, &mounts).map_err(create_error)?;
+    Ok((resolved, root, mounts))
+}
+
+/// The container's own folder, owned by `user`. By container index: names may be long, and a
+/// socket path in it must stay under 108 bytes.
+pub(super) fn run_dir(
+    ctx: &Context,
+    pod: &Pod,
+    container: &Container,
+    user: &User,
+) -> Result<PathBuf, PrepareError> {
+    let index = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.iter().position(|c| c.name == container.name))
+        .unwrap_or(0);
+    let uid = pod.metadata.uid.as_deref().unwrap_or("no-uid");
+    let run_dir = ctx.run_root.join(uid).join(index.to_string());
+    dir_for(&run_dir, user, 0o700)?;
+    Ok(run_dir)
+}
+
+/// `<run_dir>/kubeconfig` for the API server with a token of the pod's service account, as the
+/// process finds its in-cluster credentials; returns its path.
+pub(super) fn write_kubeconfig(
+    ctx: &Context,
+    lookups: &ApiLookups,
+    pod: &Pod,
+    run_dir: &Path,
+    user: &User,
+    context: &str,
+) -> Result<PathBuf, PrepareError> {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let service_account = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.as_deref())
+        .unwrap_or("default");
+    let token = crate::volumes::Tokens::token(
+        lookups,
+        pod,
+        service_account,
+        None,
+        super::api::PROCESS_TOKEN_SECONDS,
+    )
+    .map_err(|e| create_error(format!("token for service account {service_account}: {e}")))?;
+    let kubeconfig = run_dir.join("kubeconfig");
+    let text = ctx.api.kubeconfig(&token, context, namespace);
+    write_file(&kubeconfig, text.as_bytes(), 0o600, user)?;
+    Ok(kubeconfig)
+}
 /// Everything up to the process: the container's supervised spec, Spilo's warnings, and how
 /// `kubectl exec` runs a command in the container.
 pub fn prepare(
@@ -201,21 +276,7 @@ pub fn prepare(
         .ok_or_else(|| create_error("the pod has no IP yet"))?;
     let user = postgres_user()?;
 
-    let resolved = env::resolve(pod, container, lookups, allocatable).map_err(config_error)?;
-    let root = pod_root(ctx, pod);
-    let roots = Roots {
-        pod_root: root.clone(),
-        pvc_root: ctx.state_dir.join("pvcs"),
-    };
-    let sources = Sources {
-        objects: lookups,
-        tokens: lookups,
-        claims: lookups,
-        allocatable,
-    };
-    let (plan, mounts) =
-        volumes::plan(pod, container, &resolved, &sources, &roots).map_err(config_error)?;
-    volumes::apply(&plan, &mounts).map_err(create_error)?;
+    let (resolved, root, mounts) = mount(ctx, lookups, pod, container, allocatable)?;
     let env: Env = resolved.vars().iter().cloned().collect();
 
     // PGROOT through the mounts: a recreated pod with the same claim finds its data.
@@ -231,15 +292,7 @@ pub fn prepare(
         tracing::warn!(pod = %format!("{namespace}/{name}"), container = %container.name, "{pending}");
     }
     let bin_dir = crate::majors::bin_dir(&ctx.cache, &running.major).map_err(create_error)?;
-    // By container index: names may be long, and the socket path must stay under 108 bytes.
-    let index = spec
-        .containers
-        .iter()
-        .position(|c| c.name == container.name)
-        .unwrap_or(0);
-    let uid = pod.metadata.uid.as_deref().unwrap_or("no-uid");
-    let run_dir = ctx.run_root.join(uid).join(index.to_string());
-    dir_for(&run_dir, &user, 0o700)?;
+    let run_dir = run_dir(ctx, pod, container, &user)?;
 
     let tls = match spilo::tls_files(&env) {
         Some((cert, key, ca, crl)) => {
@@ -257,19 +310,8 @@ pub fn prepare(
         None => self_signed(&run_dir, name, &user)?,
     };
 
-    let service_account = spec.service_account_name.as_deref().unwrap_or("default");
-    let token = crate::volumes::Tokens::token(
-        lookups,
-        pod,
-        service_account,
-        None,
-        super::api::PROCESS_TOKEN_SECONDS,
-    )
-    .map_err(|e| create_error(format!("token for service account {service_account}: {e}")))?;
     let context = "local".to_string();
-    let kubeconfig = run_dir.join("kubeconfig");
-    let kubeconfig_text = ctx.api.kubeconfig(&token, &context, namespace);
-    write_file(&kubeconfig, kubeconfig_text.as_bytes(), 0o600, &user)?;
+    let kubeconfig = write_kubeconfig(ctx, lookups, pod, &run_dir, &user, &context)?;
 
     let paths = Paths {
         data_dir: pgroot_host.join("data"),

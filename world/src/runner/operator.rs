@@ -24,13 +24,11 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::Context;
 use super::api::ApiLookups;
 use super::kubelet_io::ExecTarget;
-use super::member::{
-    self, PrepareError, SYSTEM_PATH, config_error, create_error, dir_for, host_path, write_file,
-};
+use super::member::{self, PrepareError, SYSTEM_PATH, config_error, create_error, host_path};
 use super::status::Readiness;
-use crate::env::{self, Allocatable};
+use crate::env::Allocatable;
 use crate::supervisor::{Backoff, ContainerSpec, Isolation, RestartPolicy, User};
-use crate::volumes::{self, Mount, Roots, Sources};
+use crate::volumes::Mount;
 
 /// What a default of a binary is, for rewriting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,7 +267,6 @@ pub fn prepare(
     allocatable: &Allocatable,
     row: &Row,
 ) -> Result<(ContainerSpec, Readiness, ExecTarget), PrepareError> {
-    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let spec = pod.spec.clone().unwrap_or_default();
     let pod_ip: IpAddr = pod
         .status
@@ -294,43 +291,9 @@ pub fn prepare(
     let readiness = readiness(container)?;
     let user = run_as(pod, container);
 
-    let resolved = env::resolve(pod, container, lookups, allocatable).map_err(config_error)?;
-    let root = member::pod_root(ctx, pod);
-    let roots = Roots {
-        pod_root: root.clone(),
-        pvc_root: ctx.state_dir.join("pvcs"),
-    };
-    let sources = Sources {
-        objects: lookups,
-        tokens: lookups,
-        claims: lookups,
-        allocatable,
-    };
-    let (plan, mounts) =
-        volumes::plan(pod, container, &resolved, &sources, &roots).map_err(config_error)?;
-    volumes::apply(&plan, &mounts).map_err(create_error)?;
-
-    let index = spec
-        .containers
-        .iter()
-        .position(|c| c.name == container.name)
-        .unwrap_or(0);
-    let uid = pod.metadata.uid.as_deref().unwrap_or("no-uid");
-    let run_dir = ctx.run_root.join(uid).join(index.to_string());
-    dir_for(&run_dir, &user, 0o700)?;
-
-    let service_account = spec.service_account_name.as_deref().unwrap_or("default");
-    let token = crate::volumes::Tokens::token(
-        lookups,
-        pod,
-        service_account,
-        None,
-        super::api::PROCESS_TOKEN_SECONDS,
-    )
-    .map_err(|e| create_error(format!("token for service account {service_account}: {e}")))?;
-    let kubeconfig = run_dir.join("kubeconfig");
-    let text = ctx.api.kubeconfig(&token, "local", namespace);
-    write_file(&kubeconfig, text.as_bytes(), 0o600, &user)?;
+    let (resolved, root, mounts) = member::mount(ctx, lookups, pod, container, allocatable)?;
+    let run_dir = member::run_dir(ctx, pod, container, &user)?;
+    let kubeconfig = member::write_kubeconfig(ctx, lookups, pod, &run_dir, &user, "local")?;
 
     let container_env: Vec<(String, String)> = resolved
         .vars()
