@@ -161,16 +161,7 @@ pub async fn delete_labelled<K: ChildObject>(
     pg: &Postgresql,
     labels: &str,
 ) -> kube::Result<()> {
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &pg.namespace().unwrap_or_default());
-    let kind = DeletedKind {
-        api_version: K::api_version(&()).into_owned(),
-        kind: K::kind(&()).into_owned(),
-        plural: K::plural(&()).into_owned(),
-    };
-    for object in api.list(&ListParams::default().labels(labels)).await? {
-        delete_one(ctx, pg, &api, &object, &kind).await?;
-    }
-    Ok(())
+    delete_matching::<K>(ctx, pg, labels, |_| true).await
 }
 
 /// Deletes the objects of kind `K` in the cluster's namespace that carry its labels and have one
@@ -181,6 +172,15 @@ pub async fn delete_named<K: ChildObject>(
     labels: &str,
     names: &[String],
 ) -> kube::Result<()> {
+    delete_matching::<K>(ctx, pg, labels, |name| names.iter().any(|n| n == name)).await
+}
+
+async fn delete_matching<K: ChildObject>(
+    ctx: &Context,
+    pg: &Postgresql,
+    labels: &str,
+    wanted: impl Fn(&str) -> bool,
+) -> kube::Result<()> {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &pg.namespace().unwrap_or_default());
     let kind = DeletedKind {
         api_version: K::api_version(&()).into_owned(),
@@ -188,7 +188,7 @@ pub async fn delete_named<K: ChildObject>(
         plural: K::plural(&()).into_owned(),
     };
     for object in api.list(&ListParams::default().labels(labels)).await? {
-        if names.contains(&object.name_any()) {
+        if wanted(&object.name_any()) {
             delete_one(ctx, pg, &api, &object, &kind).await?;
         }
     }

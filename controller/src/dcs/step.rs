@@ -329,6 +329,19 @@ struct Restarts {
     wait: Duration,
 }
 
+impl Restarts {
+    /// The phase that takes these restarts up again `after` from now.
+    fn again(&self, after: Duration) -> Phase {
+        Phase::Restarts {
+            at: Instant::now() + after,
+            primary_first: self.primary_first,
+            done: self.done.clone(),
+            round: self.round,
+            wait: self.wait,
+        }
+    }
+}
+
 /// `GET /patroni` of every member, then `POST /restart` of the first one due.
 async fn restarts(
     patroni: &dyn Patroni,
@@ -351,14 +364,7 @@ async fn restarts(
                     "could not read whether {} waits for a restart: {e}",
                     target.name
                 );
-                let retry = |wait| Phase::Restarts {
-                    at: Instant::now() + wait,
-                    primary_first: state.primary_first,
-                    done: state.done.clone(),
-                    round: state.round,
-                    wait: state.wait,
-                };
-                return failed(memo, input, key, what, retry, notify);
+                return failed(memo, input, key, what, |wait| state.again(wait), notify);
             }
         }
     }
@@ -417,14 +423,7 @@ async fn restarts(
     });
     if let Err(e) = patroni.restart(ip).await {
         let what = format!("could not restart Postgres in {role} pod {name}: {e}");
-        let retry = |wait| Phase::Restarts {
-            at: Instant::now() + wait,
-            primary_first: state.primary_first,
-            done: state.done.clone(),
-            round: state.round,
-            wait: state.wait,
-        };
-        return failed(memo, input, key, what, retry, notify);
+        return failed(memo, input, key, what, |wait| state.again(wait), notify);
     }
     notify(Note {
         warning: false,
@@ -432,17 +431,7 @@ async fn restarts(
         text: format!("Postgres server restart done for {role} pod {name}"),
     });
     state.done.insert(name.clone());
-    memo.set(
-        input.cluster,
-        key,
-        Phase::Restarts {
-            at: Instant::now() + state.wait,
-            primary_first: state.primary_first,
-            done: state.done,
-            round: state.round,
-            wait: state.wait,
-        },
-    );
+    memo.set(input.cluster, key, state.again(state.wait));
     Outcome {
         requeue: Some(state.wait),
         remember: None,
