@@ -15,3 +15,22 @@ pub mod spilo;
 pub mod supervisor;
 pub mod upgrade;
 pub mod volumes;
+
+/// For tests that write an executable and run it: another test thread that forks while the file
+/// is still open for writing makes the kernel refuse to run it ("Text file busy", until the
+/// forked child execs); such a run is tried again.
+#[cfg(test)]
+pub(crate) fn output_retrying(
+    mut command: impl FnMut() -> std::process::Command,
+) -> std::process::Output {
+    let busy = |e: &std::io::Error| e.kind() == std::io::ErrorKind::ExecutableFileBusy;
+    for _ in 0..50 {
+        match command().output() {
+            Err(e) if busy(&e) => {}
+            Ok(out) if String::from_utf8_lossy(&out.stderr).contains("Text file busy") => {}
+            result => return result.expect("the command runs"),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    command().output().expect("the command runs")
+}

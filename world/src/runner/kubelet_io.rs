@@ -373,14 +373,14 @@ mod tests {
         assert!(!shims.join("stale").exists());
         // As kwok runs it: found in kwok's PATH, run with the pod's PATH (which may even
         // include the shim folder) in the environment.
-        let out = std::process::Command::new(shims.join("psql"))
-            .arg("-c")
-            .env(
+        let out = crate::output_retrying(|| {
+            let mut command = std::process::Command::new(shims.join("psql"));
+            command.arg("-c").env(
                 "PATH",
                 format!("{}:{}:/usr/bin:/bin", shims.display(), tools.display()),
-            )
-            .output()
-            .unwrap();
+            );
+            command
+        });
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
             "psql of the pod: -c\n"

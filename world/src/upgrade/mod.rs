@@ -120,11 +120,13 @@ mod tests {
         let hook = tmp.path().join("hook");
         install_hook(&hook, &program).unwrap();
         install_hook(&hook, &program).unwrap(); // idempotent
-        let out = std::process::Command::new(python)
-            .args(["/scripts/inplace_upgrade.py", "2"])
-            .env("PYTHONPATH", python_path(&hook, None))
-            .output()
-            .unwrap();
+        let out = crate::output_retrying(|| {
+            let mut command = std::process::Command::new(python);
+            command
+                .args(["/scripts/inplace_upgrade.py", "2"])
+                .env("PYTHONPATH", python_path(&hook, None));
+            command
+        });
         assert_eq!(out.status.code(), Some(3));
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
